@@ -1,0 +1,29 @@
+# vapipe: ABAW valence-arousal estimation as a two-stage feature-cache pipeline.
+#   snakemake --cores 8 results/submission.zip
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, schema="workflow/schemas/config.schema.yaml")
+
+
+# A GPU is a per-machine resource: a local run caps GPU jobs, a cluster run is not throttled.
+resource_scopes:
+    gpu="local",
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/submission.smk"
+
+
+rule all:
+    input:
+        "results/submission.zip",
+        expand("results/metrics/{system}.tsv", system=config["systems"]),

@@ -1,0 +1,59 @@
+"""Cross-field checks of a workflow config that a JSON schema cannot express."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from vapipe.data.folds import OFFICIAL
+
+
+class ConfigError(ValueError):
+    """The config is inconsistent; the message names the key."""
+
+
+def check_config(config: dict, config_files: list[str] | None = None) -> None:
+    """Raise ConfigError naming the first inconsistent key."""
+    from vapipe.features.backbones import BACKBONE_KINDS
+    from vapipe.models import MODELS
+
+    source = ", ".join(config_files or []) or "config"
+    dataset = config["dataset"]
+    root = Path(dataset["root"])
+    if "demo" not in dataset and not root.is_dir():
+        raise ConfigError(f"{source}: dataset.root '{root}' does not exist; point it at your Aff-Wild2 folder")
+    for name, spec in config["backbones"].items():
+        if spec["kind"] not in BACKBONE_KINDS:
+            raise ConfigError(
+                f"{source}: backbones.{name}.kind '{spec['kind']}' is unknown; known: {', '.join(sorted(BACKBONE_KINDS))}"
+            )
+        if spec.get("weights") and not Path(spec["weights"]).exists():
+            raise ConfigError(f"{source}: backbones.{name}.weights '{spec['weights']}' does not exist")
+    for name, system in config["systems"].items():
+        if system["model"] not in MODELS:
+            raise ConfigError(
+                f"{source}: systems.{name}.model '{system['model']}' is unknown; known: {', '.join(sorted(MODELS))}"
+            )
+        for feature in system["features"]:
+            if feature not in config["backbones"]:
+                raise ConfigError(f"{source}: systems.{name}.features names unknown backbone '{feature}'")
+    submission = config["submission"]
+    if submission["system"] not in config["systems"]:
+        raise ConfigError(f"{source}: submission.system '{submission['system']}' is not under systems")
+    known_folds = set(fold_names(config))
+    for fold in submission["folds"]:
+        if fold not in known_folds:
+            raise ConfigError(
+                f"{source}: submission.folds names '{fold}', but the folds are {', '.join(sorted(known_folds))}"
+            )
+
+
+def fold_names(config: dict) -> list[str]:
+    """Folds the config trains: 'official' (if enabled) and k0 .. k{K-1}."""
+    folds = config["folds"]
+    return ([OFFICIAL] if folds.get("official", True) else []) + [f"k{i}" for i in range(folds["k"])]
+
+
+def wildcard_pattern(names) -> str:
+    """Regex matching exactly the given names (for Snakemake wildcard_constraints)."""
+    return "|".join(re.escape(n) for n in sorted(names))

@@ -1,0 +1,71 @@
+"""Audio track extraction: raw video -> 16 kHz mono WAV, decoded with PyAV."""
+
+from __future__ import annotations
+
+import os
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vapipe.data.affwild2 import DatasetError
+
+SAMPLE_RATE = 16_000
+
+
+def decode_audio(video_path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode a container's first audio stream to float32 mono at `sample_rate`."""
+    video_path = Path(video_path)
+    chunks = []
+    try:
+        with av.open(str(video_path)) as container:
+            if not container.streams.audio:
+                raise DatasetError(f"{video_path}: no audio stream")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):  # flush the resampler's delay line
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.error.FFmpegError as error:
+        raise DatasetError(f"{video_path}: cannot decode audio ({error})") from None
+    if not chunks:
+        raise DatasetError(f"{video_path}: audio stream holds no samples")
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write float samples in [-1, 1] as 16-bit PCM mono, atomically (temp file, then rename)."""
+    path = Path(path)
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with wave.open(str(tmp), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(sample_rate)
+        handle.writeframes(pcm.tobytes())
+    os.replace(tmp, path)
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a 16-bit PCM WAV into float32 mono samples and its sample rate."""
+    path = Path(path)
+    try:
+        with wave.open(str(path), "rb") as handle:
+            if handle.getsampwidth() != 2:
+                raise DatasetError(f"{path}: expected 16-bit PCM, got {8 * handle.getsampwidth()}-bit")
+            channels, rate = handle.getnchannels(), handle.getframerate()
+            data = np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2")
+    except (wave.Error, EOFError) as error:
+        raise DatasetError(f"{path}: not a readable WAV file ({error})") from None
+    samples = data.reshape(-1, channels).mean(axis=1) / 32767.0
+    return samples.astype(np.float32), rate
+
+
+def extract_audio(video_path: str | Path, wav_path: str | Path) -> float:
+    """Extract the audio track of a raw video to a 16 kHz mono WAV; returns its duration in s."""
+    samples = decode_audio(video_path)
+    write_wav(wav_path, samples)
+    return len(samples) / SAMPLE_RATE

@@ -1,0 +1,96 @@
+"""The feature cache: one Zarr store per (backbone, trial), complete or absent.
+
+A store holds ``features`` (float16 [T, D]) and ``valid`` (bool [T]); its attributes hold the
+backbone name, fps, T and a fingerprint of the backbone's settings. Zarr returns zeros for chunks
+a killed writer never wrote, so completeness is explicit: the writer fills a temporary sibling
+folder, sets ``complete = True`` last, and renames the folder into place. A reader accepts only a
+store at its final name with ``complete`` set and a matching fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+FORMAT_VERSION = 1
+
+
+class IncompleteStoreError(RuntimeError):
+    """A store is missing, partly written or was made with other settings."""
+
+
+def fingerprint(settings: dict) -> str:
+    """Stable short hash of the settings that determine a store's content."""
+    payload = json.dumps({"format": FORMAT_VERSION, **settings}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class FeatureStore:
+    """A store's arrays, loaded into memory."""
+
+    features: np.ndarray  # float32 [T, D]
+    valid: np.ndarray  # bool [T]
+    attrs: dict
+
+
+def write_store(
+    path: str | Path, features: np.ndarray, valid: np.ndarray, attrs: dict, chunk_rows: int = 4096
+) -> None:
+    """Write a store atomically: nothing at `path` looks complete until every array is written."""
+    path = Path(path)
+    features = np.asarray(features)
+    valid = np.asarray(valid, dtype=bool)
+    if features.ndim != 2 or len(valid) != len(features):
+        raise ValueError(f"{path}: features {features.shape} and valid {valid.shape} disagree")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    group = zarr.open_group(str(tmp), mode="w")
+    rows = max(1, min(chunk_rows, len(features)))
+    group.create_array("features", data=features.astype(np.float16), chunks=(rows, features.shape[1]))
+    group.create_array("valid", data=valid, chunks=(rows,))
+    group.attrs.update({**attrs, "n_rows": int(len(features)), "dim": int(features.shape[1])})
+    group.attrs["complete"] = True  # last: a store without it was interrupted
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def is_complete(path: str | Path, expected_fingerprint: str | None = None) -> bool:
+    """True when `path` is a finished store (and made with `expected_fingerprint`, if given)."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        return False
+    try:
+        attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    except Exception:  # any unreadable store is simply not complete
+        return False
+    if attrs.get("complete") is not True:
+        return False
+    return expected_fingerprint is None or attrs.get("fingerprint") == expected_fingerprint
+
+
+def read_store(path: str | Path) -> FeatureStore:
+    """Load a complete store into memory as float32 features."""
+    path = Path(path)
+    if not is_complete(path):
+        raise IncompleteStoreError(f"{path}: feature store is missing or incomplete")
+    group = zarr.open_group(str(path), mode="r")
+    return FeatureStore(
+        features=np.asarray(group["features"][:], dtype=np.float32),
+        valid=np.asarray(group["valid"][:], dtype=bool),
+        attrs=dict(group.attrs),
+    )
+
+
+def store_path(feature_root: str | Path, backbone: str, trial: str) -> Path:
+    """Where the store of (backbone, trial) lives."""
+    return Path(feature_root) / backbone / f"{trial}.zarr"

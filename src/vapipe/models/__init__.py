@@ -1,0 +1,29 @@
+"""Temporal and fusion models, built by registry name from a system's config entry."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+MODELS: dict[str, Callable[..., torch.nn.Module]] = {}
+
+
+def register_model(name: str):
+    """Class decorator: make a model constructible by `create_model(name, ...)`."""
+
+    def add(cls):
+        MODELS[name] = cls
+        return cls
+
+    return add
+
+
+def create_model(name: str, input_dims: dict[str, int], **params) -> torch.nn.Module:
+    """Build model `name` for inputs {modality name: feature dim}, with its config `params`."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model '{name}'; known models: {', '.join(sorted(MODELS))}")
+    return MODELS[name](input_dims=input_dims, **params)
+
+
+from vapipe.models import tcn  # noqa: E402,F401  (registers its models)

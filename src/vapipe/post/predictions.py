@@ -1,0 +1,38 @@
+"""Bring raw model outputs to every frame of a trial and smooth them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vapipe.post.signal import hamming_window_length, smooth_hamming, upsample_to_frames
+
+
+def postprocess_trial(
+    times: np.ndarray, values: np.ndarray, n_rows: int, fps: float, smoothing_seconds: float
+) -> np.ndarray:
+    """Upsample [N, 2] outputs at `times` to rows 0 .. n_rows - 1, then Hamming-smooth them."""
+    frame_times = np.arange(n_rows) / fps
+    dense = upsample_to_frames(times, values, frame_times)
+    if smoothing_seconds > 0:
+        dense = smooth_hamming(dense, hamming_window_length(fps, smoothing_seconds))
+    return dense
+
+
+def postprocess_predictions(
+    raw: pd.DataFrame, manifest: pd.DataFrame, smoothing_seconds: float
+) -> pd.DataFrame:
+    """Per-frame table trial, frame (1-based), valence, arousal, set from raw (trial, time, ...)."""
+    info = manifest.set_index("trial")
+    out = []
+    for (trial, subset), group in raw.groupby(["trial", "set"], sort=True):
+        row = info.loc[trial]
+        dense = postprocess_trial(
+            group["time"].to_numpy(), group[["valence", "arousal"]].to_numpy(),
+            int(row["n_rows"]), float(row["fps"]), smoothing_seconds,
+        )
+        out.append(pd.DataFrame({
+            "trial": trial, "frame": np.arange(1, len(dense) + 1),
+            "valence": dense[:, 0], "arousal": dense[:, 1], "set": subset,
+        }))
+    return pd.concat(out, ignore_index=True)

@@ -1,0 +1,50 @@
+# Dataset -> manifest -> folds.
+
+if "demo" in config["dataset"]:
+
+    rule make_demo_dataset:
+        output:
+            directory(config["dataset"]["root"]),
+        params:
+            spec=config["dataset"]["demo"],
+        log:
+            "logs/make_demo_dataset.log",
+        benchmark:
+            "benchmarks/make_demo_dataset.tsv"
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        script:
+            "../scripts/make_demo_dataset.py"
+
+
+checkpoint build_manifest:
+    input:
+        dataset_ready(),
+    output:
+        "results/manifest.tsv",
+    params:
+        dataset=config["dataset"],
+    log:
+        "logs/build_manifest.log",
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    script:
+        "../scripts/build_manifest.py"
+
+
+rule make_folds:
+    input:
+        "results/manifest.tsv",
+    output:
+        "results/folds.tsv",
+    params:
+        folds=config["folds"],
+    log:
+        "logs/make_folds.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/make_folds.py"

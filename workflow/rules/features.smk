@@ -1,0 +1,65 @@
+# Stage 1: audio tracks and frozen-backbone embeddings, cached as one Zarr store per (backbone, trial).
+
+
+rule extract_audio:
+    input:
+        get_video_path,
+    output:
+        "results/audio/{video}.wav",
+    log:
+        "logs/extract_audio/{video}.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/extract_audio.py"
+
+
+rule embed_faces:
+    input:
+        manifest="results/manifest.tsv",
+        crops=dataset_ready(),
+    output:
+        "results/features/{backbone}/shards/{shard}.tsv",
+    wildcard_constraints:
+        backbone=wildcard_pattern(FACE_BACKBONES) if FACE_BACKBONES else "$^",
+    params:
+        spec=get_backbone_spec,
+        n_shards=N_SHARDS,
+        device=config["extraction"].get("device", "auto"),
+    log:
+        "logs/embed/{backbone}/{shard}.log",
+    benchmark:
+        "benchmarks/embed/{backbone}/{shard}.tsv"
+    threads: EXTRACTION_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    script:
+        "../scripts/embed_shard.py"
+
+
+rule embed_audio:
+    input:
+        manifest="results/manifest.tsv",
+        audio=get_shard_audio,
+    output:
+        "results/features/{backbone}/shards/{shard}.tsv",
+    wildcard_constraints:
+        backbone=wildcard_pattern(AUDIO_BACKBONES) if AUDIO_BACKBONES else "$^",
+    params:
+        spec=get_backbone_spec,
+        n_shards=N_SHARDS,
+        device=config["extraction"].get("device", "auto"),
+    log:
+        "logs/embed/{backbone}/{shard}.log",
+    benchmark:
+        "benchmarks/embed/{backbone}/{shard}.tsv"
+    threads: EXTRACTION_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    script:
+        "../scripts/embed_shard.py"

@@ -1,0 +1,28 @@
+"""Embed one shard of trials with one backbone into the Zarr feature cache."""
+
+import os
+from pathlib import Path
+
+import torch
+
+from vapipe.data.manifest import read_manifest
+from vapipe.features.extract import extract_shard
+from vapipe.logs import workflow_step
+from vapipe.training.trainer import resolve_device
+
+sm = snakemake  # noqa: F821
+with workflow_step(sm.log[0]):
+    torch.set_num_threads(max(1, min(sm.threads, os.cpu_count() or 1)))
+    manifest = read_manifest(sm.input.manifest)
+    audio = {Path(p).stem: p for p in sm.input.get("audio", [])}
+    summary = extract_shard(
+        backbone_name=sm.wildcards.backbone,
+        spec=sm.params.spec,
+        manifest=manifest,
+        shard=int(sm.wildcards.shard),
+        n_shards=sm.params.n_shards,
+        feature_root="results/features",
+        audio_paths=audio,
+        device=str(resolve_device(sm.params.device)),
+    )
+    summary.to_csv(sm.output[0], sep="\t", index=False)

@@ -1,0 +1,16 @@
+"""Average the chosen folds' test predictions, write the ABAW file, validate it."""
+
+import logging
+
+import pandas as pd
+
+from vapipe.logs import workflow_step
+from vapipe.submission import average_test_predictions, build_submission, validate_submission, write_submission_zip
+
+sm = snakemake  # noqa: F821
+with workflow_step(sm.log[0]):
+    predictions = average_test_predictions([pd.read_csv(p, sep="\t") for p in sm.input.frames])
+    table = build_submission(sm.params.example, predictions)
+    write_submission_zip(table, sm.output[0], sm.params.file_name)
+    rows = validate_submission(sm.output[0], sm.params.example)
+    logging.getLogger("vapipe").info("%s: %d rows, valid against %s", sm.output[0], rows, sm.params.example)
