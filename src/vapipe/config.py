@@ -17,10 +17,10 @@ def check_config(config: dict, config_files: list[str] | None = None) -> None:
     from vapipe.features.backbones import BACKBONE_KINDS
     from vapipe.models import MODELS
 
-    source = ", ".join(config_files or []) or "config"
+    source = ", ".join(str(f) for f in config_files or []) or "config"
     dataset = config["dataset"]
     root = Path(dataset["root"])
-    if "demo" not in dataset and not root.is_dir():
+    if not dataset.get("demo") and not root.is_dir():
         raise ConfigError(f"{source}: dataset.root '{root}' does not exist; point it at your Aff-Wild2 folder")
     for name, spec in config["backbones"].items():
         if spec["kind"] not in BACKBONE_KINDS:

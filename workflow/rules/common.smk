@@ -31,7 +31,7 @@ wildcard_constraints:
 
 def dataset_ready():
     """The generated demo dataset when the config asks for one; the real data needs no rule."""
-    return [config["dataset"]["root"]] if "demo" in config["dataset"] else []
+    return [config["dataset"]["root"]] if config["dataset"].get("demo") else []
 
 
 @lru_cache

@@ -1,6 +1,6 @@
 # Dataset -> manifest -> folds.
 
-if "demo" in config["dataset"]:
+if config["dataset"].get("demo"):
 
     rule make_demo_dataset:
         output:

@@ -310,7 +310,7 @@ def _identity(rng: np.random.Generator) -> _Identity:
         shirt=_random_color(rng, 30, 220),
         iris=_IRIS[int(rng.integers(len(_IRIS)))],
         lips=_mix(_mix(skin, (170, 60, 70), 0.55), (0, 0, 0), 0.1),
-        background=_random_color(rng, 60, 200),
+        background=_random_color(rng, 70, 190),
         picture=_random_color(rng, 20, 235),
         face_width=float(rng.uniform(0.70, 0.84)),
         chin=float(rng.uniform(0.1, 0.3)),
@@ -346,6 +346,11 @@ def _stroke(x0: float, y0: float, x1: float, y1: float, w: float) -> NDArray[np.
     dx, dy = x1 - x0, y1 - y0
     nx, ny = -dy * w / np.hypot(dx, dy), dx * w / np.hypot(dx, dy)
     return np.array([[x0 + nx, y0 + ny], [x1 + nx, y1 + ny], [x1 - nx, y1 - ny], [x0 - nx, y0 - ny]])
+
+
+def _between(x: NDArray[np.float64], top: NDArray[np.float64], bottom: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Polygon enclosed by two curves sampled at the same abscissae."""
+    return np.stack([np.r_[x, x[::-1]], np.r_[top, bottom[::-1]]], 1)
 
 
 def _face_outline(ident: _Identity) -> NDArray[np.float64]:
@@ -388,47 +393,48 @@ def _draw_head(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose) -> None
 def _draw_brows(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Expression) -> None:
     """Brows (raised by arousal, lowered/thickened by negative valence), furrows, forehead lines."""
     neg, pos_a = max(-e.valence, 0.0), max(e.arousal, 0.0)
-    base = -0.36 - 0.11 * e.arousal + 0.07 * neg
-    inner = base + 0.13 * neg - 0.05 * pos_a  # AU4 pulls the inner ends down, AU1 lifts them
-    thick = 0.035 + 0.035 * neg
-    color = _mix(ident.hair, (0, 0, 0), 0.35)
+    base = -0.42 - 0.13 * e.arousal + 0.07 * neg
+    inner = base + 0.13 * neg - 0.06 * pos_a  # AU4 pulls the inner ends down, AU1 lifts them
+    thick = 0.035 + 0.06 * neg
+    color = _mix(ident.hair, (0, 0, 0), 0.4)
     for s in (-1, 1):
-        draw.polygon(_px(_band(s * 0.09, inner, s * 0.45, base, thick, 0.6 * thick), pose), fill=color)
+        draw.polygon(_px(_band(s * 0.09, inner, s * 0.47, base, thick, 0.6 * thick), pose), fill=color)
     if neg > 0.05:  # dark vertical glabella furrows, longer and darker when angrier
-        shade = _mix(ident.skin, (40, 20, 15), min(1.0, 0.3 + 0.8 * neg))
-        length = 0.06 + 0.16 * neg
-        for x in (-0.05, 0.05) + ((0.0,) if neg > 0.5 else ()):
-            draw.polygon(_px(_stroke(x, inner - length, x, inner + 0.05, 0.017), pose), fill=shade)
-    if pos_a > 0.15:  # horizontal forehead lines of raised brows
-        shade = _mix(ident.skin, (60, 30, 20), min(0.7, 0.8 * pos_a))
-        for y in (-0.56, -0.65):
-            draw.polygon(_px(_stroke(-0.3, y, 0.3, y, 0.013), pose), fill=shade)
+        shade = _mix(ident.skin, (40, 20, 15), min(1.0, 0.4 + 0.6 * neg))
+        length = 0.08 + 0.2 * neg
+        for x in (-0.06, 0.0, 0.06):
+            draw.polygon(_px(_stroke(x, inner - length, x, inner + 0.05, 0.022), pose), fill=shade)
+    if pos_a > 0.1:  # horizontal forehead lines of raised brows
+        shade = _mix(ident.skin, (50, 25, 15), min(0.9, 0.3 + 0.7 * pos_a))
+        for y in (base - 0.1, base - 0.18):
+            draw.polygon(_px(_stroke(-0.32, y, 0.32, y, 0.018), pose), fill=shade)
 
 
 def _draw_eyes(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Expression) -> None:
     """Eyes opening with arousal: white sclera, iris, pupil, lash line."""
-    half_h = (0.02 + 0.12 * (e.arousal + 1) / 2) * e.eye
+    level = (e.arousal + 1) / 2
+    half_h = (0.03 + 0.17 * level) * e.eye
+    pupil = 0.03 + 0.025 * level  # arousal dilates the pupils
     prof = np.sqrt(1 - _U**2)
     for s in (-1, 1):
-        cx, cy = s * ident.eye_x, -0.15
-        x = cx + 0.16 * _U
+        cx, cy = s * ident.eye_x, -0.12
+        x = cx + 0.19 * _U
         upper, lower = cy - half_h * prof, cy + 0.8 * half_h * prof
         if half_h > 0.012:
-            draw.polygon(_px(np.stack([np.r_[x, x[::-1]], np.r_[upper, lower[::-1]]], 1), pose), fill=(246, 244, 238))
-            ix = cx + 0.04 * e.gaze
-            draw.polygon(_px(_ellipse(ix, cy - 0.1 * half_h, 0.07, min(0.07, 0.85 * half_h)), pose), fill=ident.iris)
-            draw.polygon(_px(_ellipse(ix, cy - 0.1 * half_h, 0.032, min(0.032, 0.8 * half_h)), pose), fill=(10, 8, 8))
-        lash = np.stack([np.r_[x, x[::-1]], np.r_[upper - 0.02, upper[::-1] + 0.012]], 1)
-        draw.polygon(_px(lash, pose), fill=(35, 25, 22))
+            draw.polygon(_px(_between(x, upper, lower), pose), fill=(246, 244, 238))
+            ix, iy = cx + 0.04 * e.gaze, cy - 0.1 * half_h
+            draw.polygon(_px(_ellipse(ix, iy, 0.085, min(0.085, 0.85 * half_h)), pose), fill=ident.iris)
+            draw.polygon(_px(_ellipse(ix, iy, pupil, min(pupil, 0.8 * half_h)), pose), fill=(10, 8, 8))
+        draw.polygon(_px(_between(x, upper - 0.02, upper + 0.012), pose), fill=(35, 25, 22))
 
 
 def _draw_nose_cheeks(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Expression) -> None:
     """Nose shading, nostrils, and cheek blush growing with positive valence."""
     pos = max(e.valence, 0.0)
     if pos > 0.05:
-        blush = _mix(ident.skin, (215, 80, 90), 0.55 * pos)
+        blush = _mix(ident.skin, (220, 70, 90), 0.7 * pos)
         for s in (-1, 1):
-            draw.polygon(_px(_ellipse(s * 0.43, 0.3, 0.16 + 0.04 * pos, 0.1 + 0.03 * pos), pose), fill=blush)
+            draw.polygon(_px(_ellipse(s * 0.43, 0.3, 0.16 + 0.06 * pos, 0.1 + 0.05 * pos), pose), fill=blush)
     shade = _mix(ident.skin, (0, 0, 0), 0.22)
     draw.polygon(_px(np.array([[0.0, -0.05], [0.1, 0.26], [0.06, 0.28], [-0.02, -0.02]]), pose), fill=shade)
     for s in (-1, 1):
@@ -438,10 +444,10 @@ def _draw_nose_cheeks(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, 
 def _draw_mouth(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Expression) -> None:
     """Lips, dark speech cavity and white teeth; width, corner lift and teeth follow valence."""
     pos, neg = max(e.valence, 0.0), max(-e.valence, 0.0)
-    half_w = 0.25 + 0.11 * e.valence
-    lift = 0.12 * e.valence  # corners up for positive valence
-    teeth = 0.11 * pos  # AU12 smile bares the upper teeth
-    gap = teeth + 0.2 * e.mouth
+    half_w = 0.28 + 0.13 * e.valence
+    lift = 0.13 * e.valence  # corners up for positive valence
+    teeth = 0.17 * pos  # AU12 smile bares the upper teeth
+    gap = teeth + 0.22 * e.mouth
     x = half_w * _U
     centre = 0.56 - lift * (_U**2 - 0.35)
     prof = (1 - _U**2) ** 0.6
@@ -449,12 +455,16 @@ def _draw_mouth(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Ex
     lip = 1 - 0.55 * neg  # pressed lips when negative
     upper_out = upper_in - (0.04 * lip + 0.01) * np.sqrt(1 - _U**2) - 0.005
     lower_out = lower_in + (0.06 * lip + 0.01) * np.sqrt(1 - _U**2) + 0.005
-    curve = lambda top, bottom: _px(np.stack([np.r_[x, x[::-1]], np.r_[top, bottom[::-1]]], 1), pose)  # noqa: E731
-    draw.polygon(curve(upper_out, lower_out), fill=ident.lips)
+    if neg > 0.15:  # AU15 depressor lines below the downturned corners
+        shade = _mix(ident.skin, (40, 20, 15), min(0.9, 0.2 + 0.7 * neg))
+        for s in (-1, 1):
+            y0 = centre[0] + 0.02
+            draw.polygon(_px(_stroke(s * half_w, y0, s * (half_w + 0.06), y0 + 0.08 + 0.16 * neg, 0.02), pose), fill=shade)
+    draw.polygon(_px(_between(x, upper_out, lower_out), pose), fill=ident.lips)
     if gap > 0.01:
-        draw.polygon(curve(upper_in, lower_in), fill=(70, 20, 25))
+        draw.polygon(_px(_between(x, upper_in, lower_in), pose), fill=(70, 20, 25))
     if teeth > 0.01:
-        draw.polygon(curve(upper_in, upper_in + teeth * prof), fill=(240, 236, 222))
+        draw.polygon(_px(_between(x, upper_in, upper_in + teeth * prof), pose), fill=(240, 236, 222))
         for tx in np.linspace(-0.6, 0.6, 5) * half_w:
             top = np.interp(tx, x, upper_in)
             draw.polygon(_px(_stroke(tx, top, tx, top + 0.8 * teeth, 0.006), pose), fill=(170, 165, 155))
