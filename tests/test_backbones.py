@@ -61,3 +61,12 @@ def test_long_audio_is_chunked_with_absolute_times():
 def test_unknown_kind_is_named():
     with pytest.raises(ValueError, match="unknown kind 'nope'"):
         create_backbone("x", {"kind": "nope", "id": "y", "input": "face"})
+
+
+def test_random_init_is_seeded_so_features_are_reproducible():
+    spec = {"kind": "timm", "id": "mobilenetv3_small_100", "pretrained": False, "input": "face"}
+    images = torch.randint(0, 255, (2, 112, 112, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    first = create_backbone("a", spec).embed(images)
+    torch.manual_seed(123)  # whatever ran before must not matter
+    np.testing.assert_array_equal(first, create_backbone("b", spec).embed(images))
+    assert not np.array_equal(first, create_backbone("c", {**spec, "seed": 1}).embed(images))

@@ -9,11 +9,11 @@ from pathlib import Path
 
 
 def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO) -> None:
-    """Log to stderr and, when given, to `log_file` (a Snakemake rule's log)."""
+    """Log to `log_file` (a Snakemake rule's log) when given, else to stderr."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
+        handlers = [logging.FileHandler(log_file, mode="w")]
     logging.basicConfig(
         level=level, handlers=handlers, force=True,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

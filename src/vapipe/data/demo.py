@@ -11,7 +11,7 @@ with no network. ``generate_demo_dataset(root, spec)`` writes::
     names_of_videos_in_each_test_set/Valence_Arousal_Estimation_Challenge_test_set_release.txt
     CVPR_6th_ABAW_VA_test_set_example.txt     organisers' example submission for the test trials
     ground_truth/<trial>.npz                  true labels, speaking, mouth opening, face visibility
-    ground_truth/<video>.audio.npz            16 kHz clean voice, background, mixture, voice activity
+    ground_truth/<video>.audio.npz            16 kHz clean voice, background, mixture, VAD
     ground_truth/splits.tsv                   trial, video, split
     README.txt
 
@@ -23,17 +23,20 @@ longer than the video.
 
 Cue design. Features downstream come from random-init CNNs with *global* average pooling, which
 discard where things are and keep how much of each texture there is, so every label moves
-*amounts*, not only shapes. Valence: mouth width and lip area, visible white teeth and cheek
-blush grow with positive valence; lowered thick brows, dark vertical furrow lines and a pressed,
-narrow mouth with downturned corners grow with negative valence. Arousal: eye opening (white
-sclera plus iris), raised brows with horizontal forehead lines, and head-motion jitter amplitude;
-in the voice, pitch, loudness and syllable rate. The speaker's mouth opens (dark cavity) with the
-syllable envelope of their own voice only.
+*amounts* of colour and texture, not only shapes, and the cues are spread over the face (forehead,
+eyes, cheeks, mouth, chin) so that nets sampling the crop sparsely still see some of them.
+Valence: cheek blush (none when sad), mouth width, both rows of white teeth in a broad smile (AU12)
+and thin brows grow with positive valence; heavy lowered brows shading the eye sockets, dark
+vertical furrows (AU4), a pressed narrow mouth with downturned corners, depressor lines (AU15) and
+chin dimpling (AU17) grow with negative valence. Arousal: eye opening (white sclera) and pupil
+size, raised brows with horizontal forehead lines (AU1+2), and head-motion jitter amplitude; in the
+voice, pitch, loudness and syllable rate. A speaker's mouth opens (dark cavity) with the syllable
+envelope of their own voice only. The crop is tight (face ~90% of its height) so that per-trial
+background colour and lighting stay nuisances rather than the main content.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -61,19 +64,25 @@ SPLITS = ("Train_Set", "Validation_Set", "Test_Set")
 _RATES = (Fraction(30), Fraction(30000, 1001), Fraction(25), Fraction(24))
 _TEN_FPS_VIDEO = 2  # index of the single 10 fps video (clamped to the last video)
 _SS = 2  # supersampling factor of the face renderer
-_FACE_UNIT = 42.0  # pixels per face unit at 1x (face half-height): the face fills ~3/4 of a crop
+_FACE_UNIT = 48.0  # pixels per face unit at 1x (face half-height): a tight crop, little background
 _FACE_Y = 80.0  # vertical face centre in the raw frame
-_CIRCLE = np.stack([np.cos(np.linspace(0, 2 * np.pi, 28)), np.sin(np.linspace(0, 2 * np.pi, 28))], 1)
+_EYE_Y = -0.05  # eye line in face units (chin at +1)
+_ANGLES = np.linspace(0, 2 * np.pi, 28)
+_CIRCLE = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], 1)  # top half is [14:] (y points down)
 _U = np.linspace(-1.0, 1.0, 15)  # abscissa of mouth curves
 _VOWELS = np.array(  # formants F1, F2, F3 in Hz of /a e i o u/
     [[730, 1090, 2440], [530, 1840, 2480], [270, 2290, 3010], [570, 840, 2410], [300, 870, 2240]],
     dtype=np.float64,
 )
 _BANDWIDTHS = (80.0, 100.0, 130.0)
+_CHIN_DIMPLES = (
+    (-0.16, 0.78), (-0.05, 0.82), (0.06, 0.78), (0.17, 0.83), (-0.1, 0.88), (0.1, 0.89), (0.0, 0.74)
+)
 _IRIS = ((70, 45, 25), (50, 90, 140), (70, 110, 60), (35, 25, 20))
 
 Color = tuple[int, int, int]
 Segments = tuple[tuple[int, int], ...]
+Floats = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,8 @@ class DemoSpec:
             raise ValueError(f"DemoSpec.seed must be >= 0, got {self.seed}")
         if self.min_frames < 30 or self.max_frames < self.min_frames:
             raise ValueError(
-                f"DemoSpec needs 30 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}"
+                "DemoSpec needs 30 <= min_frames <= max_frames, "
+                f"got {self.min_frames}, {self.max_frames}"
             )
         if self.n_test_videos < 0 or self.n_validation_videos < 0:
             raise ValueError("DemoSpec video counts must be >= 0")
@@ -239,7 +249,8 @@ def _plan(spec: DemoSpec) -> list[_Video]:
     annotated = [k for k in trial_keys if splits[k[0]] != SPLITS[2]]
     # Quirks go to seeded subsets so that even a tiny spec has some of each.
     order = rng.permutation(len(annotated))
-    longer = {annotated[j]: int(rng.integers(1, 3)) for j in order[: max(1, round(len(annotated) / 3))]}
+    n_longer = max(1, round(len(annotated) / 3))
+    longer = {annotated[j]: int(rng.integers(1, 3)) for j in order[:n_longer]}
     order = rng.permutation(len(annotated))
     with_invalid = {annotated[j] for j in order[: max(1, -(-len(annotated) // 2))]}
     new_folder = {trial_keys[j] for j in rng.choice(len(trial_keys), 2, replace=False)}
@@ -268,7 +279,7 @@ def _plan(spec: DemoSpec) -> list[_Video]:
     return videos
 
 
-def _smooth_track(rng: np.random.Generator, t: NDArray[np.float64]) -> NDArray[np.float64]:
+def _smooth_track(rng: np.random.Generator, t: Floats) -> Floats:
     """A label track: per-trial offset and range, a few 0.03-0.3 Hz sinusoids, squashed."""
     freqs = np.exp(rng.uniform(np.log(0.03), np.log(0.3), 3))
     amps = rng.uniform(0.5, 1.0, 3)
@@ -279,7 +290,7 @@ def _smooth_track(rng: np.random.Generator, t: NDArray[np.float64]) -> NDArray[n
     return np.round(0.95 * np.tanh(raw), 3)
 
 
-def _wobble(rng: np.random.Generator, t: NDArray[np.float64], lo: float, hi: float) -> NDArray[np.float64]:
+def _wobble(rng: np.random.Generator, t: Floats, lo: float, hi: float) -> Floats:
     """Smooth random motion in [-1, 1] with frequencies lo..hi Hz."""
     freqs = rng.uniform(lo, hi, 4)
     phases = rng.uniform(0, 2 * np.pi, 4)
@@ -297,6 +308,12 @@ def _random_color(rng: np.random.Generator, lo: int, hi: int) -> Color:
     return r, g, b
 
 
+def _muted_color(rng: np.random.Generator) -> Color:
+    """Greyish wall colour: random brightness, slight tint."""
+    r, g, b = (int(c) for c in rng.uniform(90, 170) + rng.uniform(-20, 20, 3))
+    return r, g, b
+
+
 def _identity(rng: np.random.Generator) -> _Identity:
     """Random person: face shape, skin, hair, clothes, background, voice."""
     tone = rng.uniform(0, 1)
@@ -310,7 +327,7 @@ def _identity(rng: np.random.Generator) -> _Identity:
         shirt=_random_color(rng, 30, 220),
         iris=_IRIS[int(rng.integers(len(_IRIS)))],
         lips=_mix(_mix(skin, (170, 60, 70), 0.55), (0, 0, 0), 0.1),
-        background=_random_color(rng, 70, 190),
+        background=_muted_color(rng),
         picture=_random_color(rng, 20, 235),
         face_width=float(rng.uniform(0.70, 0.84)),
         chin=float(rng.uniform(0.1, 0.3)),
@@ -324,36 +341,36 @@ def _identity(rng: np.random.Generator) -> _Identity:
 # ---------------------------------------------------------------- face drawing
 
 
-def _px(points: NDArray[np.float64], pose: _Pose) -> list[float]:
+def _px(points: Floats, pose: _Pose) -> list[float]:
     """Face units -> flat canvas pixel list for ImageDraw."""
     x = pose.cx + pose.scale * (pose.cos * points[:, 0] - pose.sin * points[:, 1])
     y = pose.cy + pose.scale * (pose.sin * points[:, 0] + pose.cos * points[:, 1])
     return np.stack([x, y], 1).ravel().tolist()
 
 
-def _ellipse(cx: float, cy: float, rx: float, ry: float) -> NDArray[np.float64]:
+def _ellipse(cx: float, cy: float, rx: float, ry: float) -> Floats:
     """Ellipse outline in face units."""
     return _CIRCLE * (rx, ry) + (cx, cy)
 
 
-def _band(x0: float, y0: float, x1: float, y1: float, w0: float, w1: float) -> NDArray[np.float64]:
+def _band(x0: float, y0: float, x1: float, y1: float, w0: float, w1: float) -> Floats:
     """Quadrilateral stroke from (x0, y0) to (x1, y1), half-thickness w0 -> w1 (vertical)."""
     return np.array([[x0, y0 - w0], [x1, y1 - w1], [x1, y1 + w1], [x0, y0 + w0]])
 
 
-def _stroke(x0: float, y0: float, x1: float, y1: float, w: float) -> NDArray[np.float64]:
+def _stroke(x0: float, y0: float, x1: float, y1: float, w: float) -> Floats:
     """Straight line of half-width w from (x0, y0) to (x1, y1) as a polygon."""
     dx, dy = x1 - x0, y1 - y0
     nx, ny = -dy * w / np.hypot(dx, dy), dx * w / np.hypot(dx, dy)
     return np.array([[x0 + nx, y0 + ny], [x1 + nx, y1 + ny], [x1 - nx, y1 - ny], [x0 - nx, y0 - ny]])
 
 
-def _between(x: NDArray[np.float64], top: NDArray[np.float64], bottom: NDArray[np.float64]) -> NDArray[np.float64]:
+def _between(x: Floats, top: Floats, bottom: Floats) -> Floats:
     """Polygon enclosed by two curves sampled at the same abscissae."""
     return np.stack([np.r_[x, x[::-1]], np.r_[top, bottom[::-1]]], 1)
 
 
-def _face_outline(ident: _Identity) -> NDArray[np.float64]:
+def _face_outline(ident: _Identity) -> Floats:
     """Egg-shaped face: narrower towards the chin."""
     x, y = _CIRCLE[:, 0], _CIRCLE[:, 1]
     return np.stack([ident.face_width * x * (1 - ident.chin * np.clip(y, 0, 1)), y], 1)
@@ -393,21 +410,28 @@ def _draw_head(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose) -> None
 def _draw_brows(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Expression) -> None:
     """Brows (raised by arousal, lowered/thickened by negative valence), furrows, forehead lines."""
     neg, pos_a = max(-e.valence, 0.0), max(e.arousal, 0.0)
-    base = -0.42 - 0.13 * e.arousal + 0.07 * neg
+    base = -0.35 - 0.13 * e.arousal + 0.07 * neg
     inner = base + 0.13 * neg - 0.06 * pos_a  # AU4 pulls the inner ends down, AU1 lifts them
-    thick = 0.035 + 0.06 * neg
+    thick = 0.045 - 0.025 * e.valence + 0.03 * neg  # thin when happy, heavy when angry
     color = _mix(ident.hair, (0, 0, 0), 0.4)
+    if neg > 0.05:  # lowered brows shade the eye sockets
+        shadow = _mix(ident.skin, (30, 15, 10), 0.45 * neg)
+        for s in (-1, 1):
+            x = s * ident.eye_x + 0.24 * _U
+            draw.polygon(_px(_between(x, np.full_like(x, base) + (inner - base) * (1 - s * _U) / 2, np.full_like(x, _EYE_Y)), pose), fill=shadow)
     for s in (-1, 1):
         draw.polygon(_px(_band(s * 0.09, inner, s * 0.47, base, thick, 0.6 * thick), pose), fill=color)
     if neg > 0.05:  # dark vertical glabella furrows, longer and darker when angrier
-        shade = _mix(ident.skin, (40, 20, 15), min(1.0, 0.4 + 0.6 * neg))
-        length = 0.08 + 0.2 * neg
-        for x in (-0.06, 0.0, 0.06):
-            draw.polygon(_px(_stroke(x, inner - length, x, inner + 0.05, 0.022), pose), fill=shade)
-    if pos_a > 0.1:  # horizontal forehead lines of raised brows
+        shade = _mix(ident.skin, (40, 20, 15), min(1.0, 0.5 + 0.5 * neg))
+        length = 0.1 + 0.22 * neg
+        for x in (-0.07, 0.0, 0.07):
+            draw.polygon(_px(_stroke(x, inner - length, x, inner + 0.05, 0.025), pose), fill=shade)
+    if pos_a > 0.1:  # horizontal forehead lines of raised brows, across the whole forehead
         shade = _mix(ident.skin, (50, 25, 15), min(0.9, 0.3 + 0.7 * pos_a))
-        for y in (base - 0.1, base - 0.18):
-            draw.polygon(_px(_stroke(-0.32, y, 0.32, y, 0.018), pose), fill=shade)
+        for k, y in enumerate((base - 0.09, base - 0.16, base - 0.23)):
+            half = 0.55 - 0.08 * k
+            draw.polygon(_px(_stroke(-half, y + 0.02, 0, y, 0.018), pose), fill=shade)
+            draw.polygon(_px(_stroke(0, y, half, y + 0.02, 0.018), pose), fill=shade)
 
 
 def _draw_eyes(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Expression) -> None:
@@ -417,7 +441,7 @@ def _draw_eyes(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Exp
     pupil = 0.03 + 0.025 * level  # arousal dilates the pupils
     prof = np.sqrt(1 - _U**2)
     for s in (-1, 1):
-        cx, cy = s * ident.eye_x, -0.12
+        cx, cy = s * ident.eye_x, _EYE_Y
         x = cx + 0.19 * _U
         upper, lower = cy - half_h * prof, cy + 0.8 * half_h * prof
         if half_h > 0.012:
@@ -428,13 +452,17 @@ def _draw_eyes(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Exp
         draw.polygon(_px(_between(x, upper - 0.02, upper + 0.012), pose), fill=(35, 25, 22))
 
 
-def _draw_nose_cheeks(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Expression) -> None:
-    """Nose shading, nostrils, and cheek blush growing with positive valence."""
-    pos = max(e.valence, 0.0)
-    if pos > 0.05:
-        blush = _mix(ident.skin, (220, 70, 90), 0.7 * pos)
+def _draw_cheeks(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Expression) -> None:
+    """Cheek blush: absent when sad, growing with valence (under the eyes, drawn on top)."""
+    level = (e.valence + 1) / 2
+    if level > 0.05:
+        blush = _mix(ident.skin, (220, 70, 90), 0.75 * level)
         for s in (-1, 1):
-            draw.polygon(_px(_ellipse(s * 0.43, 0.3, 0.16 + 0.06 * pos, 0.1 + 0.05 * pos), pose), fill=blush)
+            draw.polygon(_px(_ellipse(s * 0.43, 0.26, 0.12 + 0.14 * level, 0.07 + 0.11 * level), pose), fill=blush)
+
+
+def _draw_nose(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose) -> None:
+    """Nose shading and nostrils."""
     shade = _mix(ident.skin, (0, 0, 0), 0.22)
     draw.polygon(_px(np.array([[0.0, -0.05], [0.1, 0.26], [0.06, 0.28], [-0.02, -0.02]]), pose), fill=shade)
     for s in (-1, 1):
@@ -446,7 +474,7 @@ def _draw_mouth(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Ex
     pos, neg = max(e.valence, 0.0), max(-e.valence, 0.0)
     half_w = 0.28 + 0.13 * e.valence
     lift = 0.13 * e.valence  # corners up for positive valence
-    teeth = 0.17 * pos  # AU12 smile bares the upper teeth
+    teeth = 0.2 * pos  # AU12 smile bares the upper teeth
     gap = teeth + 0.22 * e.mouth
     x = half_w * _U
     centre = 0.56 - lift * (_U**2 - 0.35)
@@ -455,19 +483,24 @@ def _draw_mouth(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Ex
     lip = 1 - 0.55 * neg  # pressed lips when negative
     upper_out = upper_in - (0.04 * lip + 0.01) * np.sqrt(1 - _U**2) - 0.005
     lower_out = lower_in + (0.06 * lip + 0.01) * np.sqrt(1 - _U**2) + 0.005
-    if neg > 0.15:  # AU15 depressor lines below the downturned corners
+    if neg > 0.15:  # AU15 depressor lines below the downturned corners, AU17 chin dimpling
         shade = _mix(ident.skin, (40, 20, 15), min(0.9, 0.2 + 0.7 * neg))
+        dimple = _mix(ident.skin, (40, 20, 15), min(0.6, 0.15 + 0.45 * neg))
+        for dx, dy in _CHIN_DIMPLES:
+            draw.polygon(_px(_ellipse(dx, dy, 0.02 + 0.015 * neg, 0.016 + 0.012 * neg), pose), fill=dimple)
         for s in (-1, 1):
             y0 = centre[0] + 0.02
             draw.polygon(_px(_stroke(s * half_w, y0, s * (half_w + 0.06), y0 + 0.08 + 0.16 * neg, 0.02), pose), fill=shade)
     draw.polygon(_px(_between(x, upper_out, lower_out), pose), fill=ident.lips)
     if gap > 0.01:
         draw.polygon(_px(_between(x, upper_in, lower_in), pose), fill=(70, 20, 25))
-    if teeth > 0.01:
-        draw.polygon(_px(_between(x, upper_in, upper_in + teeth * prof), pose), fill=(240, 236, 222))
+    if teeth > 0.01:  # both rows of teeth in a broad smile, split by speech opening
+        upper_teeth, lower_teeth = upper_in + 0.6 * teeth * prof, lower_in - 0.4 * teeth * prof
+        draw.polygon(_px(_between(x, upper_in, upper_teeth), pose), fill=(240, 236, 222))
+        draw.polygon(_px(_between(x, lower_teeth, lower_in), pose), fill=(228, 224, 210))
         for tx in np.linspace(-0.6, 0.6, 5) * half_w:
-            top = np.interp(tx, x, upper_in)
-            draw.polygon(_px(_stroke(tx, top, tx, top + 0.8 * teeth, 0.006), pose), fill=(170, 165, 155))
+            for top, bottom in ((upper_in, upper_teeth), (lower_teeth, lower_in)):
+                draw.polygon(_px(_stroke(tx, np.interp(tx, x, top), tx, np.interp(tx, x, bottom), 0.006), pose), fill=(150, 140, 130))
     else:
         draw.line(_px(np.stack([x, centre], 1), pose), fill=_mix(ident.lips, (0, 0, 0), 0.45), width=2)
 
@@ -477,8 +510,9 @@ def _draw_person(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _E
     _draw_body(draw, ident, pose)
     _draw_head(draw, ident, pose)
     _draw_brows(draw, ident, pose, e)
+    _draw_cheeks(draw, ident, pose, e)
     _draw_eyes(draw, ident, pose, e)
-    _draw_nose_cheeks(draw, ident, pose, e)
+    _draw_nose(draw, ident, pose)
     _draw_mouth(draw, ident, pose, e)
 
 
@@ -499,14 +533,14 @@ def _draw_hand(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, tilt: f
 class _TrialSignals(NamedTuple):
     """Everything drawn or heard for one trial."""
 
-    valence: NDArray[np.float64]  # [n_rows]
-    arousal: NDArray[np.float64]
+    valence: Floats  # [n_rows]
+    arousal: Floats
     identity: _Identity
-    blink: NDArray[np.float64]  # [n_frames] eye factor
-    gaze: NDArray[np.float64]
-    rotation: NDArray[np.float64]  # radians
-    shift: NDArray[np.float64]  # [n_frames, 2] face offset in the raw frame, px
-    residual: NDArray[np.float64]  # [n_frames, 2] face offset inside the crop, px
+    blink: Floats  # [n_frames] eye factor
+    gaze: Floats
+    rotation: Floats  # radians
+    shift: Floats  # [n_frames, 2] face offset in the raw frame, px
+    residual: Floats  # [n_frames, 2] face offset inside the crop, px
     gain: NDArray[np.float32]  # [H, width, 3] lighting of this person's part of the frame
     noise: float  # crop noise sigma
     hand_tilt: float
@@ -517,8 +551,8 @@ def _lighting(rng: np.random.Generator, width: int) -> NDArray[np.float32]:
     yy, xx = np.mgrid[0:FRAME_HEIGHT, 0:width].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = ((xx - width / 2) * np.cos(angle) + (yy - FRAME_HEIGHT / 2) * np.sin(angle)) / width
-    shade = rng.uniform(0.85, 1.12) * (1 + rng.uniform(0.1, 0.4) * ramp)
-    cast = rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    shade = rng.uniform(0.9, 1.1) * (1 + rng.uniform(0.1, 0.3) * ramp)
+    cast = rng.uniform(0.95, 1.05, 3).astype(np.float32)
     return (shade[..., None] * cast).astype(np.float32)
 
 
@@ -564,11 +598,12 @@ def _speech_turns(rng: np.random.Generator, duration: float, n_people: int) -> l
         end = min(t + float(rng.uniform(1.0, 4.0)), duration - 0.05)
         turns[speaker].append((t, end))
         t = end + float(rng.uniform(0.8, 3.5))
-        speaker = (speaker + int(rng.uniform() < 0.75)) % n_people
+        # Turn-taking: a speaker's first turn always passes the word, later ones usually do.
+        speaker = (speaker + int(len(turns[speaker]) == 1 or rng.uniform() < 0.75)) % n_people
     return turns
 
 
-def _sawtooth(phase: NDArray[np.float64], step: NDArray[np.float64]) -> NDArray[np.float64]:
+def _sawtooth(phase: Floats, step: Floats) -> Floats:
     """Band-limited (polyBLEP) sawtooth from a phase in cycles and per-sample increment."""
     t = phase % 1.0
     saw = 2 * t - 1
@@ -580,7 +615,7 @@ def _sawtooth(phase: NDArray[np.float64], step: NDArray[np.float64]) -> NDArray[
     return saw
 
 
-def _formant_filter(formants: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _formant_filter(formants: Floats) -> tuple[Floats, Floats]:
     """Cascade of unity-DC-gain two-pole resonators (Klatt style) as one (b, a)."""
     den, gain = np.array([1.0]), 1.0
     for freq, bandwidth in zip(formants, _BANDWIDTHS):
@@ -591,8 +626,8 @@ def _formant_filter(formants: NDArray[np.float64]) -> tuple[NDArray[np.float64],
 
 
 def _voice(
-    rng: np.random.Generator, n: int, turns: list[tuple[float, float]], arousal: NDArray[np.float64], ident: _Identity
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    rng: np.random.Generator, n: int, turns: list[tuple[float, float]], arousal: Floats, ident: _Identity
+) -> tuple[Floats, Floats]:
     """One speaker at 48 kHz and its syllable envelope; pitch, rate and loudness rise with arousal."""
     voice, envelope = np.zeros(n), np.zeros(n)
     for start, stop in turns:
@@ -617,7 +652,7 @@ def _voice(
     return voice, envelope
 
 
-def _background(rng: np.random.Generator, n: int) -> NDArray[np.float64]:
+def _background(rng: np.random.Generator, n: int) -> Floats:
     """Quiet music (sine chords changing every ~2 s) plus low-passed noise, unit RMS."""
     music = np.zeros(n)
     start = 0
@@ -643,10 +678,10 @@ def _background(rng: np.random.Generator, n: int) -> NDArray[np.float64]:
 class _Audio(NamedTuple):
     """Soundtrack of one video at 48 kHz plus per-person truth."""
 
-    mixture: NDArray[np.float64]
-    clean: NDArray[np.float64]
-    background: NDArray[np.float64]
-    envelopes: list[NDArray[np.float64]]
+    mixture: Floats
+    clean: Floats
+    background: Floats
+    envelopes: list[Floats]
     speaking: list[NDArray[np.bool_]]  # sample-level, per person
 
 
@@ -684,7 +719,7 @@ def _frame_spans(n_frames: int, fps: Fraction, rate: int) -> NDArray[np.int64]:
     return np.array([int(i * rate / fps) for i in range(n_frames + 1)])
 
 
-def _per_frame(values: NDArray[np.float64], spans: NDArray[np.int64]) -> NDArray[np.float64]:
+def _per_frame(values: Floats, spans: NDArray[np.int64]) -> Floats:
     """Mean of a sample-level signal over each frame's span."""
     spans = np.minimum(spans, len(values))
     total = np.r_[0.0, np.cumsum(values)]
@@ -715,7 +750,7 @@ def _open_container(path: Path, video: _Video) -> tuple[av.container.OutputConta
     return container, vstream, astream
 
 
-def _audio_frame(samples: NDArray[np.float64], start: int, codec: str) -> av.AudioFrame:
+def _audio_frame(samples: Floats, start: int, codec: str) -> av.AudioFrame:
     """One mono audio frame in the encoder's sample format."""
     if codec == "pcm_s16le":
         data, fmt = np.round(samples * 32767).astype(np.int16)[None], "s16"
@@ -757,7 +792,7 @@ def _save_crop(path: Path, frame: NDArray[np.uint8], corner: tuple[int, int], no
     Image.fromarray(np.clip(crop + 0.5, 0, 255).astype(np.uint8)).save(path, quality=90)
 
 
-def _write_video(root: Path, seed: int, video: _Video, signals: list[_TrialSignals], audio: _Audio) -> list[NDArray[np.float64]]:
+def _write_video(root: Path, seed: int, video: _Video, signals: list[_TrialSignals], audio: _Audio) -> list[Floats]:
     """Render, encode and crop every frame; return each person's per-frame mouth opening."""
     path = root / "videos" / video.batch / f"{video.name}{video.ext}"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -804,7 +839,7 @@ def _write_annotation(root: Path, trial: _Trial, sig: _TrialSignals) -> None:
     path.write_text("valence,arousal\n" + "\n".join(rows) + "\n")
 
 
-def _write_truth(root: Path, video: _Video, signals: list[_TrialSignals], audio: _Audio, mouths: list[NDArray[np.float64]]) -> None:
+def _write_truth(root: Path, video: _Video, signals: list[_TrialSignals], audio: _Audio, mouths: list[Floats]) -> None:
     """Per-trial and per-video ground truth next to the data."""
     folder = root / "ground_truth"
     folder.mkdir(parents=True, exist_ok=True)

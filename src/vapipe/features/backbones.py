@@ -60,7 +60,9 @@ def create_backbone(name: str, spec: dict, device: str = "cpu") -> Backbone:
         raise ValueError(
             f"backbone '{name}': unknown kind '{kind}'; known kinds: {', '.join(sorted(BACKBONE_KINDS))}"
         )
-    options = {k: v for k, v in spec.items() if k not in ("kind", "input", "batch_size", "num_workers")}
+    options = {k: v for k, v in spec.items() if k not in ("kind", "input", "batch_size", "num_workers", "seed")}
+    # Random-init weights come from torch's global generator: seed it so a run is reproducible.
+    torch.manual_seed(int(spec.get("seed", 0)))
     backbone = BACKBONE_KINDS[kind](name=name, device=device, **options)
     log.info(backbone.describe_weights(spec))
     return backbone
