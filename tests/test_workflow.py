@@ -52,7 +52,7 @@ def test_end_to_end_demo_to_submission(tmp_path):
     metrics = pd.read_csv(tmp_path / "results/metrics/tcn_av.tsv", sep="\t").set_index("fold")
     assert set(metrics.index) == {"official", "k0", "k1", "kfold_pooled"}
     assert metrics[["valence", "arousal"]].abs().le(1).all().all()
-    stores = list((tmp_path / "results/features/face_resnet18").glob("*.zarr"))
+    stores = list((tmp_path / "results/features/face_mobilenetv3").glob("*.zarr"))
     manifest = pd.read_csv(tmp_path / "results/manifest.tsv", sep="\t")
     assert len(stores) == len(manifest)
     assert (tmp_path / "logs/train_fold/tcn_av/k0.log").read_text().count("epoch") >= 3

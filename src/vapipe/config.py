@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 
 from vapipe.data.folds import OFFICIAL
+from vapipe.errors import InputError
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """The config is inconsistent; the message names the key."""
 
 

@@ -7,6 +7,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from vapipe.errors import InputError
+
 
 def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO) -> None:
     """Log to `log_file` (a Snakemake rule's log) when given, else to stderr."""
@@ -26,12 +28,12 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
 def workflow_step(log_file: str | Path | None):
     """Run one workflow step: log to its file; a known input problem becomes one clear line.
 
-    Data errors (``ValueError`` and subclasses, which name the offending file) exit with status 1
-    and a single ``ERROR`` line instead of a traceback; anything else still raises in full.
+    Input errors (which name the offending file or key) exit with status 1 and a single ``ERROR``
+    line instead of a traceback; anything else is a bug and still raises in full.
     """
     setup_logging(log_file)
     try:
         yield
-    except ValueError as error:
+    except InputError as error:
         logging.getLogger("vapipe").error("%s", error)
         raise SystemExit(f"vapipe: {error}") from None

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from vapipe.data.affwild2 import SUBMISSION_HEADER, read_example_submission
+from vapipe.errors import InputError
 
 DEFAULT_FILE_NAME = "VA_Estimation_Challenge_predictions.txt"
 
 
-class SubmissionError(ValueError):
+class SubmissionError(InputError):
     """A submission breaks the format; the message names the file and the first bad row."""
 
 

@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from vapipe import INVALID_LABEL
+from vapipe.errors import InputError
 
 ANNOTATION_HEADER = "valence,arousal"
 SUBMISSION_HEADER = "image_location,valence,arousal"
@@ -27,7 +28,7 @@ _CROP_NAME = re.compile(r"^(\d{5})\.jpg$")
 _PERSON_SUFFIX = re.compile(r"_(left|right)$")
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset file breaks the Aff-Wild2 conventions; the message names the file."""
 
 

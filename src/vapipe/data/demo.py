@@ -83,6 +83,8 @@ _IRIS = ((70, 45, 25), (50, 90, 140), (70, 110, 60), (35, 25, 20))
 Color = tuple[int, int, int]
 Segments = tuple[tuple[int, int], ...]
 Floats = NDArray[np.float64]
+Span = tuple[float, float]  # start, stop in seconds
+Corner = tuple[int, int]  # x, y of a crop's top-left pixel
 
 
 @dataclass(frozen=True)
@@ -341,11 +343,21 @@ def _identity(rng: np.random.Generator) -> _Identity:
 # ---------------------------------------------------------------- face drawing
 
 
+class _Canvas(NamedTuple):
+    """An ImageDraw and the face-to-canvas transform that shapes are given in."""
+
+    draw: ImageDraw.ImageDraw
+    pose: _Pose
+
+    def fill(self, points: Floats, color: Color) -> None:
+        """Fill a polygon given in face units."""
+        self.draw.polygon(_px(points, self.pose), fill=color)
+
+
 def _px(points: Floats, pose: _Pose) -> list[float]:
     """Face units -> flat canvas pixel list for ImageDraw."""
-    x = pose.cx + pose.scale * (pose.cos * points[:, 0] - pose.sin * points[:, 1])
-    y = pose.cy + pose.scale * (pose.sin * points[:, 0] + pose.cos * points[:, 1])
-    return np.stack([x, y], 1).ravel().tolist()
+    rotate = pose.scale * np.array([[pose.cos, pose.sin], [-pose.sin, pose.cos]])
+    return (points @ rotate + (pose.cx, pose.cy)).ravel().tolist()
 
 
 def _ellipse(cx: float, cy: float, rx: float, ry: float) -> Floats:
@@ -361,13 +373,14 @@ def _band(x0: float, y0: float, x1: float, y1: float, w0: float, w1: float) -> F
 def _stroke(x0: float, y0: float, x1: float, y1: float, w: float) -> Floats:
     """Straight line of half-width w from (x0, y0) to (x1, y1) as a polygon."""
     dx, dy = x1 - x0, y1 - y0
-    nx, ny = -dy * w / np.hypot(dx, dy), dx * w / np.hypot(dx, dy)
-    return np.array([[x0 + nx, y0 + ny], [x1 + nx, y1 + ny], [x1 - nx, y1 - ny], [x0 - nx, y0 - ny]])
+    normal = np.array([-dy, dx]) * w / np.hypot(dx, dy)
+    ends = np.array([[x0, y0], [x1, y1]])
+    return np.concatenate([ends + normal, ends[::-1] - normal])
 
 
 def _between(x: Floats, top: Floats, bottom: Floats) -> Floats:
     """Polygon enclosed by two curves sampled at the same abscissae."""
-    return np.stack([np.r_[x, x[::-1]], np.r_[top, bottom[::-1]]], 1)
+    return np.stack([np.concatenate([x, x[::-1]]), np.concatenate([top, bottom[::-1]])], 1)
 
 
 def _face_outline(ident: _Identity) -> Floats:
@@ -376,155 +389,158 @@ def _face_outline(ident: _Identity) -> Floats:
     return np.stack([ident.face_width * x * (1 - ident.chin * np.clip(y, 0, 1)), y], 1)
 
 
-def _draw_body(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose) -> None:
+def _draw_body(c: _Canvas, ident: _Identity) -> None:
     """Shoulders, neck and back hair; upright (only the head rotates)."""
-    upright = pose._replace(cos=1.0, sin=0.0)
-    shoulders = np.array([[-2.2, 4.0], [-2.0, 2.0], [-1.3, 1.55], [1.3, 1.55], [2.0, 2.0], [2.2, 4.0]])
-    draw.polygon(_px(shoulders, upright), fill=ident.shirt)
+    upright = _Canvas(c.draw, c.pose._replace(cos=1.0, sin=0.0))
+    shoulders = np.array([[-2.2, 4], [-2, 2], [-1.3, 1.55], [1.3, 1.55], [2, 2], [2.2, 4]])
+    upright.fill(shoulders, ident.shirt)
     neck = np.array([[-0.3, 0.6], [0.3, 0.6], [0.34, 1.75], [0, 1.95], [-0.34, 1.75]])
-    draw.polygon(_px(neck, upright), fill=_mix(ident.skin, (0, 0, 0), 0.15))
+    upright.fill(neck, _mix(ident.skin, (0, 0, 0), 0.15))
     if ident.hair_style == 1:
         rx = ident.face_width + 0.22
-        back = np.concatenate([_ellipse(0, -0.1, rx, 1.05)[14:], [[rx + 0.05, 1.25], [-rx - 0.05, 1.25]]])
-        draw.polygon(_px(back, pose), fill=ident.hair)
+        corners = [[rx + 0.05, 1.25], [-rx - 0.05, 1.25]]
+        c.fill(np.concatenate([_ellipse(0, -0.1, rx, 1.05)[14:], corners]), ident.hair)
 
 
-def _draw_head(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose) -> None:
+def _draw_head(c: _Canvas, ident: _Identity) -> None:
     """Ears, face, and hair or cap."""
     w = ident.face_width
-    ear = _mix(ident.skin, (0, 0, 0), 0.08)
-    draw.polygon(_px(_ellipse(-w, 0.02, 0.12, 0.2), pose), fill=ear)
-    draw.polygon(_px(_ellipse(w, 0.02, 0.12, 0.2), pose), fill=ear)
-    outline = _face_outline(ident)
-    draw.polygon(_px(outline, pose), fill=ident.skin)
-    top = _ellipse(0, -0.62, w + 0.06, 0.52)
+    for s in (-1, 1):
+        c.fill(_ellipse(s * w, 0.02, 0.12, 0.2), _mix(ident.skin, (0, 0, 0), 0.08))
+    c.fill(_face_outline(ident), ident.skin)
+    top = _ellipse(0, -0.62, w + 0.06, 0.52)[14:]
     if ident.hair_style == 2:
-        cap = np.concatenate([top[14:], [[w + 0.08, -0.66], [-w - 0.08, -0.66]]])
-        draw.polygon(_px(cap, pose), fill=ident.hair)
-        draw.polygon(_px(_band(-w - 0.1, -0.66, w + 0.35, -0.66, 0.05, 0.05), pose), fill=_mix(ident.hair, (0, 0, 0), 0.3))
+        c.fill(np.concatenate([top, [[w + 0.08, -0.66], [-w - 0.08, -0.66]]]), ident.hair)
+        brim = _band(-w - 0.1, -0.66, w + 0.35, -0.66, 0.05, 0.05)
+        c.fill(brim, _mix(ident.hair, (0, 0, 0), 0.3))
     else:
-        fringe = np.concatenate([top[14:], [[w + 0.04, -0.78], [0.2, -0.74], [-0.3, -0.8], [-w - 0.04, -0.7]]])
-        draw.polygon(_px(fringe, pose), fill=ident.hair)
+        hairline = [[w + 0.04, -0.78], [0.2, -0.74], [-0.3, -0.8], [-w - 0.04, -0.7]]
+        c.fill(np.concatenate([top, hairline]), ident.hair)
 
 
-def _draw_brows(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Expression) -> None:
-    """Brows (raised by arousal, lowered/thickened by negative valence), furrows, forehead lines."""
+def _draw_brows(c: _Canvas, ident: _Identity, e: _Expression) -> None:
+    """Brows (raised by arousal, lowered/heavy when negative), furrows, forehead lines."""
     neg, pos_a = max(-e.valence, 0.0), max(e.arousal, 0.0)
     base = -0.35 - 0.13 * e.arousal + 0.07 * neg
     inner = base + 0.13 * neg - 0.06 * pos_a  # AU4 pulls the inner ends down, AU1 lifts them
     thick = 0.045 - 0.025 * e.valence + 0.03 * neg  # thin when happy, heavy when angry
-    color = _mix(ident.hair, (0, 0, 0), 0.4)
     if neg > 0.05:  # lowered brows shade the eye sockets
         shadow = _mix(ident.skin, (30, 15, 10), 0.45 * neg)
         for s in (-1, 1):
             x = s * ident.eye_x + 0.24 * _U
-            draw.polygon(_px(_between(x, np.full_like(x, base) + (inner - base) * (1 - s * _U) / 2, np.full_like(x, _EYE_Y)), pose), fill=shadow)
+            brow_line = base + (inner - base) * (1 - s * _U) / 2
+            c.fill(_between(x, brow_line, np.full_like(x, _EYE_Y)), shadow)
     for s in (-1, 1):
-        draw.polygon(_px(_band(s * 0.09, inner, s * 0.47, base, thick, 0.6 * thick), pose), fill=color)
+        brow = _band(s * 0.09, inner, s * 0.47, base, thick, 0.6 * thick)
+        c.fill(brow, _mix(ident.hair, (0, 0, 0), 0.4))
     if neg > 0.05:  # dark vertical glabella furrows, longer and darker when angrier
         shade = _mix(ident.skin, (40, 20, 15), min(1.0, 0.5 + 0.5 * neg))
-        length = 0.1 + 0.22 * neg
         for x in (-0.07, 0.0, 0.07):
-            draw.polygon(_px(_stroke(x, inner - length, x, inner + 0.05, 0.025), pose), fill=shade)
+            c.fill(_stroke(x, inner - 0.1 - 0.22 * neg, x, inner + 0.05, 0.025), shade)
     if pos_a > 0.1:  # horizontal forehead lines of raised brows, across the whole forehead
         shade = _mix(ident.skin, (50, 25, 15), min(0.9, 0.3 + 0.7 * pos_a))
         for k, y in enumerate((base - 0.09, base - 0.16, base - 0.23)):
             half = 0.55 - 0.08 * k
-            draw.polygon(_px(_stroke(-half, y + 0.02, 0, y, 0.018), pose), fill=shade)
-            draw.polygon(_px(_stroke(0, y, half, y + 0.02, 0.018), pose), fill=shade)
+            c.fill(_stroke(-half, y + 0.02, 0, y, 0.018), shade)
+            c.fill(_stroke(0, y, half, y + 0.02, 0.018), shade)
 
 
-def _draw_eyes(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Expression) -> None:
-    """Eyes opening with arousal: white sclera, iris, pupil, lash line."""
+def _draw_eyes(c: _Canvas, ident: _Identity, e: _Expression) -> None:
+    """Eyes opening with arousal: white sclera, iris, pupil (dilating), lash line."""
     level = (e.arousal + 1) / 2
     half_h = (0.03 + 0.17 * level) * e.eye
-    pupil = 0.03 + 0.025 * level  # arousal dilates the pupils
+    pupil = 0.03 + 0.025 * level
     prof = np.sqrt(1 - _U**2)
     for s in (-1, 1):
-        cx, cy = s * ident.eye_x, _EYE_Y
+        cx = s * ident.eye_x
         x = cx + 0.19 * _U
-        upper, lower = cy - half_h * prof, cy + 0.8 * half_h * prof
+        upper, lower = _EYE_Y - half_h * prof, _EYE_Y + 0.8 * half_h * prof
         if half_h > 0.012:
-            draw.polygon(_px(_between(x, upper, lower), pose), fill=(246, 244, 238))
-            ix, iy = cx + 0.04 * e.gaze, cy - 0.1 * half_h
-            draw.polygon(_px(_ellipse(ix, iy, 0.085, min(0.085, 0.85 * half_h)), pose), fill=ident.iris)
-            draw.polygon(_px(_ellipse(ix, iy, pupil, min(pupil, 0.8 * half_h)), pose), fill=(10, 8, 8))
-        draw.polygon(_px(_between(x, upper - 0.02, upper + 0.012), pose), fill=(35, 25, 22))
+            c.fill(_between(x, upper, lower), (246, 244, 238))
+            ix, iy = cx + 0.04 * e.gaze, _EYE_Y - 0.1 * half_h
+            c.fill(_ellipse(ix, iy, 0.085, min(0.085, 0.85 * half_h)), ident.iris)
+            c.fill(_ellipse(ix, iy, pupil, min(pupil, 0.8 * half_h)), (10, 8, 8))
+        c.fill(_between(x, upper - 0.02, upper + 0.012), (35, 25, 22))
 
 
-def _draw_cheeks(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Expression) -> None:
+def _draw_cheeks(c: _Canvas, ident: _Identity, e: _Expression) -> None:
     """Cheek blush: absent when sad, growing with valence (under the eyes, drawn on top)."""
     level = (e.valence + 1) / 2
     if level > 0.05:
         blush = _mix(ident.skin, (220, 70, 90), 0.75 * level)
         for s in (-1, 1):
-            draw.polygon(_px(_ellipse(s * 0.43, 0.26, 0.12 + 0.14 * level, 0.07 + 0.11 * level), pose), fill=blush)
+            c.fill(_ellipse(s * 0.43, 0.26, 0.12 + 0.14 * level, 0.07 + 0.11 * level), blush)
 
 
-def _draw_nose(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose) -> None:
+def _draw_nose(c: _Canvas, ident: _Identity) -> None:
     """Nose shading and nostrils."""
-    shade = _mix(ident.skin, (0, 0, 0), 0.22)
-    draw.polygon(_px(np.array([[0.0, -0.05], [0.1, 0.26], [0.06, 0.28], [-0.02, -0.02]]), pose), fill=shade)
+    ridge = np.array([[0, -0.05], [0.1, 0.26], [0.06, 0.28], [-0.02, -0.02]])
+    c.fill(ridge, _mix(ident.skin, (0, 0, 0), 0.22))
     for s in (-1, 1):
-        draw.polygon(_px(_ellipse(s * 0.065, 0.3, 0.035, 0.018), pose), fill=_mix(ident.skin, (0, 0, 0), 0.55))
+        c.fill(_ellipse(s * 0.065, 0.3, 0.035, 0.018), _mix(ident.skin, (0, 0, 0), 0.55))
 
 
-def _draw_mouth(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Expression) -> None:
+def _draw_frown_marks(c: _Canvas, ident: _Identity, neg: float, half_w: float, y0: float) -> None:
+    """AU17 chin dimpling and AU15 depressor lines below downturned mouth corners."""
+    dimple = _mix(ident.skin, (40, 20, 15), min(0.6, 0.15 + 0.45 * neg))
+    for dx, dy in _CHIN_DIMPLES:
+        c.fill(_ellipse(dx, dy, 0.02 + 0.015 * neg, 0.016 + 0.012 * neg), dimple)
+    shade = _mix(ident.skin, (40, 20, 15), min(0.9, 0.2 + 0.7 * neg))
+    for s in (-1, 1):
+        c.fill(_stroke(s * half_w, y0, s * (half_w + 0.06), y0 + 0.08 + 0.16 * neg, 0.02), shade)
+
+
+def _draw_mouth(c: _Canvas, ident: _Identity, e: _Expression) -> None:
     """Lips, dark speech cavity and white teeth; width, corner lift and teeth follow valence."""
     pos, neg = max(e.valence, 0.0), max(-e.valence, 0.0)
     half_w = 0.28 + 0.13 * e.valence
-    lift = 0.13 * e.valence  # corners up for positive valence
-    teeth = 0.2 * pos  # AU12 smile bares the upper teeth
+    teeth = 0.2 * pos  # AU12 smile bares the teeth
     gap = teeth + 0.22 * e.mouth
     x = half_w * _U
-    centre = 0.56 - lift * (_U**2 - 0.35)
+    centre = 0.56 - 0.13 * e.valence * (_U**2 - 0.35)  # corners up when positive
     prof = (1 - _U**2) ** 0.6
     upper_in, lower_in = centre - 0.3 * gap * prof, centre + 0.7 * gap * prof
     lip = 1 - 0.55 * neg  # pressed lips when negative
     upper_out = upper_in - (0.04 * lip + 0.01) * np.sqrt(1 - _U**2) - 0.005
     lower_out = lower_in + (0.06 * lip + 0.01) * np.sqrt(1 - _U**2) + 0.005
-    if neg > 0.15:  # AU15 depressor lines below the downturned corners, AU17 chin dimpling
-        shade = _mix(ident.skin, (40, 20, 15), min(0.9, 0.2 + 0.7 * neg))
-        dimple = _mix(ident.skin, (40, 20, 15), min(0.6, 0.15 + 0.45 * neg))
-        for dx, dy in _CHIN_DIMPLES:
-            draw.polygon(_px(_ellipse(dx, dy, 0.02 + 0.015 * neg, 0.016 + 0.012 * neg), pose), fill=dimple)
-        for s in (-1, 1):
-            y0 = centre[0] + 0.02
-            draw.polygon(_px(_stroke(s * half_w, y0, s * (half_w + 0.06), y0 + 0.08 + 0.16 * neg, 0.02), pose), fill=shade)
-    draw.polygon(_px(_between(x, upper_out, lower_out), pose), fill=ident.lips)
+    if neg > 0.15:
+        _draw_frown_marks(c, ident, neg, half_w, centre[0] + 0.02)
+    c.fill(_between(x, upper_out, lower_out), ident.lips)
     if gap > 0.01:
-        draw.polygon(_px(_between(x, upper_in, lower_in), pose), fill=(70, 20, 25))
-    if teeth > 0.01:  # both rows of teeth in a broad smile, split by speech opening
+        c.fill(_between(x, upper_in, lower_in), (70, 20, 25))
+    if teeth > 0.01:  # both rows of teeth, parted by the speech opening
         upper_teeth, lower_teeth = upper_in + 0.6 * teeth * prof, lower_in - 0.4 * teeth * prof
-        draw.polygon(_px(_between(x, upper_in, upper_teeth), pose), fill=(240, 236, 222))
-        draw.polygon(_px(_between(x, lower_teeth, lower_in), pose), fill=(228, 224, 210))
+        c.fill(_between(x, upper_in, upper_teeth), (240, 236, 222))
+        c.fill(_between(x, lower_teeth, lower_in), (228, 224, 210))
         for tx in np.linspace(-0.6, 0.6, 5) * half_w:
             for top, bottom in ((upper_in, upper_teeth), (lower_teeth, lower_in)):
-                draw.polygon(_px(_stroke(tx, np.interp(tx, x, top), tx, np.interp(tx, x, bottom), 0.006), pose), fill=(150, 140, 130))
+                gap_line = _stroke(tx, np.interp(tx, x, top), tx, np.interp(tx, x, bottom), 0.006)
+                c.fill(gap_line, (150, 140, 130))
     else:
-        draw.line(_px(np.stack([x, centre], 1), pose), fill=_mix(ident.lips, (0, 0, 0), 0.45), width=2)
+        lips_meet = _px(np.stack([x, centre], 1), c.pose)
+        c.draw.line(lips_meet, fill=_mix(ident.lips, (0, 0, 0), 0.45), width=2)
 
 
-def _draw_person(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, e: _Expression) -> None:
+def _draw_person(c: _Canvas, ident: _Identity, e: _Expression) -> None:
     """One person, back to front."""
-    _draw_body(draw, ident, pose)
-    _draw_head(draw, ident, pose)
-    _draw_brows(draw, ident, pose, e)
-    _draw_cheeks(draw, ident, pose, e)
-    _draw_eyes(draw, ident, pose, e)
-    _draw_nose(draw, ident, pose)
-    _draw_mouth(draw, ident, pose, e)
+    _draw_body(c, ident)
+    _draw_head(c, ident)
+    _draw_brows(c, ident, e)
+    _draw_cheeks(c, ident, e)
+    _draw_eyes(c, ident, e)
+    _draw_nose(c, ident)
+    _draw_mouth(c, ident, e)
 
 
-def _draw_hand(draw: ImageDraw.ImageDraw, ident: _Identity, pose: _Pose, tilt: float) -> None:
+def _draw_hand(c: _Canvas, ident: _Identity, tilt: float) -> None:
     """A hand held in front of the face (the face detector then finds nothing)."""
     hand = _mix(ident.skin, (255, 220, 200), 0.15)
-    pose = _Pose(pose.cx, pose.cy, pose.scale, np.cos(tilt), np.sin(tilt))
-    draw.polygon(_px(_ellipse(0.05, 0.4, 0.55, 0.6), pose), fill=hand)
+    c = _Canvas(c.draw, c.pose._replace(cos=np.cos(tilt), sin=np.sin(tilt)))
+    c.fill(_ellipse(0.05, 0.4, 0.55, 0.6), hand)
     for fx, tip in ((-0.36, -0.7), (-0.12, -0.85), (0.12, -0.85), (0.36, -0.7)):
-        draw.polygon(_px(_stroke(fx, 0.2, fx, tip, 0.1), pose), fill=hand)
-        draw.polygon(_px(_ellipse(fx, tip, 0.1, 0.1), pose), fill=hand)
-    draw.polygon(_px(_stroke(0.5, 0.7, 1.0, 0.2, 0.1), pose), fill=hand)
+        c.fill(_stroke(fx, 0.2, fx, tip, 0.1), hand)
+        c.fill(_ellipse(fx, tip, 0.1, 0.1), hand)
+    c.fill(_stroke(0.5, 0.7, 1.0, 0.2, 0.1), hand)
 
 
 # ---------------------------------------------------------------- per-trial signals
@@ -568,8 +584,8 @@ def _trial_signals(seed: int, video: _Video, trial: _Trial) -> _TrialSignals:
     blink = np.ones(video.n_frames)
     for start in np.cumsum(rng.uniform(2.0, 6.0, int(t[-1] / 2) + 1)):
         blink[(t >= start) & (t < start + 0.15)] = 0.1
-    shift = np.stack([_wobble(rng, t, 0.3, 2.0), _wobble(rng, t, 0.3, 2.0)], 1) * (2 + 10 * level)[:, None]
-    residual = np.stack([_wobble(rng, t, 0.5, 3.0), _wobble(rng, t, 0.5, 3.0)], 1) * (0.5 + 2.5 * level)[:, None]
+    shift = np.stack([_wobble(rng, t, 0.3, 2.0), _wobble(rng, t, 0.3, 2.0)], 1)
+    residual = np.stack([_wobble(rng, t, 0.5, 3.0), _wobble(rng, t, 0.5, 3.0)], 1)
     rotation = np.deg2rad(rng.uniform(-3, 3) + _wobble(rng, t, 0.3, 2.0) * (2 + 8 * level))
     return _TrialSignals(
         valence=valence,
@@ -578,8 +594,8 @@ def _trial_signals(seed: int, video: _Video, trial: _Trial) -> _TrialSignals:
         blink=blink,
         gaze=_wobble(rng, t, 0.1, 0.5),
         rotation=rotation,
-        shift=shift,
-        residual=residual,
+        shift=shift * (2 + 10 * level)[:, None],  # jitter grows with arousal
+        residual=residual * (0.5 + 2.5 * level)[:, None],
         gain=_lighting(rng, video.person_width),
         noise=float(rng.uniform(1.0, 5.0)),
         hand_tilt=float(rng.uniform(-0.5, 0.5)),
@@ -589,15 +605,15 @@ def _trial_signals(seed: int, video: _Video, trial: _Trial) -> _TrialSignals:
 # ---------------------------------------------------------------- audio
 
 
-def _speech_turns(rng: np.random.Generator, duration: float, n_people: int) -> list[list[tuple[float, float]]]:
+def _speech_turns(rng: np.random.Generator, duration: float, n_people: int) -> list[list[Span]]:
     """Non-overlapping 1-4 s speaking segments (seconds) per person, ~40-60% of the time overall."""
-    turns: list[list[tuple[float, float]]] = [[] for _ in range(n_people)]
+    turns: list[list[Span]] = [[] for _ in range(n_people)]
     speaker = int(rng.integers(n_people))
     t = float(rng.uniform(0.1, 0.8))
     while t < duration - 0.4:
         end = min(t + float(rng.uniform(1.0, 4.0)), duration - 0.05)
         turns[speaker].append((t, end))
-        t = end + float(rng.uniform(0.8, 3.5))
+        t = end + float(rng.uniform(1.0, 4.0))
         # Turn-taking: a speaker's first turn always passes the word, later ones usually do.
         speaker = (speaker + int(len(turns[speaker]) == 1 or rng.uniform() < 0.75)) % n_people
     return turns
@@ -626,18 +642,20 @@ def _formant_filter(formants: Floats) -> tuple[Floats, Floats]:
 
 
 def _voice(
-    rng: np.random.Generator, n: int, turns: list[tuple[float, float]], arousal: Floats, ident: _Identity
+    rng: np.random.Generator, n: int, turns: list[Span], arousal: Floats, ident: _Identity
 ) -> tuple[Floats, Floats]:
-    """One speaker at 48 kHz and its syllable envelope; pitch, rate and loudness rise with arousal."""
+    """One speaker at 48 kHz and its syllable envelope; pitch, rate, loudness rise with arousal."""
     voice, envelope = np.zeros(n), np.zeros(n)
     for start, stop in turns:
         s0, s1 = int(start * AUDIO_RATE), min(n, int(stop * AUDIO_RATE))
         a = arousal[s0:s1]
         t = np.arange(s1 - s0) / AUDIO_RATE
-        f0 = ident.f0 * (1 + 0.6 * (a + 1) / 2) * (1 + 0.06 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * t))
+        intonation = 1 + 0.06 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * t)
+        f0 = ident.f0 * (1 + 0.6 * (a + 1) / 2) * intonation
         source = _sawtooth(np.cumsum(f0) / AUDIO_RATE, f0 / AUDIO_RATE)
-        syllable = np.cumsum(2 + 4 * (a + 1) / 2) / AUDIO_RATE
-        env = np.sin(np.pi * (syllable % 1.0)) ** 2 * np.minimum(1.0, (s1 - s0 - np.arange(s1 - s0)) / 1440)
+        syllable = np.cumsum(2 + 4 * (a + 1) / 2) / AUDIO_RATE  # 2-6 syllables per second
+        fade_out = np.minimum(1.0, (s1 - s0 - np.arange(s1 - s0)) / (0.03 * AUDIO_RATE))
+        env = np.sin(np.pi * (syllable % 1.0)) ** 2 * fade_out
         index = syllable.astype(int)
         bounds = np.searchsorted(index, np.arange(index[-1] + 2))
         shaped = np.empty_like(source)
@@ -647,7 +665,7 @@ def _voice(
             y = lfilter(b, den, source[part])
             shaped[part] = y / (np.sqrt(np.mean(y**2)) + 1e-9)
         shaped += 0.05 * rng.standard_normal(len(shaped))
-        voice[s0:s1] = 0.07 * 10 ** (0.35 * a) * env * shaped
+        voice[s0:s1] = 0.07 * 10 ** (0.35 * a) * env * shaped  # +-7 dB with arousal
         envelope[s0:s1] = env
     return voice, envelope
 
@@ -734,7 +752,9 @@ def _scene(width: int, side: int, ident: _Identity) -> Image.Image:
     return canvas
 
 
-def _open_container(path: Path, video: _Video) -> tuple[av.container.OutputContainer, av.VideoStream, av.AudioStream]:
+def _open_container(
+    path: Path, video: _Video
+) -> tuple[av.container.OutputContainer, av.VideoStream, av.AudioStream]:
     """Output container with one video and one 48 kHz mono audio stream."""
     container = av.open(str(path), mode="w")
     avi = path.suffix == ".avi"
@@ -744,7 +764,7 @@ def _open_container(path: Path, video: _Video) -> tuple[av.container.OutputConta
     if avi:
         vstream.bit_rate = 1_500_000
     else:
-        vstream.options = {"preset": "veryfast", "crf": "23"}
+        vstream.options = {"preset": "ultrafast", "crf": "23"}
     vstream.codec_context.thread_count = 1  # deterministic and fair on small machines
     astream = container.add_stream("pcm_s16le" if avi else "aac", rate=AUDIO_RATE, layout="mono")
     return container, vstream, astream
@@ -769,30 +789,39 @@ def _gap_mask(n_frames: int, gaps: Segments) -> NDArray[np.bool_]:
     return mask
 
 
-def _render_person(scene: Image.Image, sig: _TrialSignals, i: int, mouth: float, hidden: bool) -> tuple[NDArray[np.float32], tuple[int, int]]:
+def _render_person(
+    scene: Image.Image, sig: _TrialSignals, i: int, mouth: float, hidden: bool
+) -> tuple[NDArray[np.float32], Corner]:
     """One person's view of frame i (lit, float RGB) and the top-left corner of their face crop."""
-    canvas = scene.copy()
-    draw = ImageDraw.Draw(canvas)
-    cx = canvas.width / (2 * _SS) + sig.shift[i, 0]
+    image = scene.copy()
+    cx = image.width / (2 * _SS) + sig.shift[i, 0]
     cy = _FACE_Y + sig.shift[i, 1]
-    pose = _Pose(cx * _SS, cy * _SS, _FACE_UNIT * sig.identity.scale * _SS, np.cos(sig.rotation[i]), np.sin(sig.rotation[i]))
-    _draw_person(draw, sig.identity, pose, _Expression(sig.valence[i], sig.arousal[i], mouth, sig.blink[i], sig.gaze[i]))
+    scale = _FACE_UNIT * sig.identity.scale * _SS
+    angle = sig.rotation[i]
+    pose = _Pose(cx * _SS, cy * _SS, scale, np.cos(angle), np.sin(angle))
+    canvas = _Canvas(ImageDraw.Draw(image), pose)
+    expression = _Expression(sig.valence[i], sig.arousal[i], mouth, sig.blink[i], sig.gaze[i])
+    _draw_person(canvas, sig.identity, expression)
     if hidden:
-        _draw_hand(draw, sig.identity, pose, sig.hand_tilt)
+        _draw_hand(canvas, sig.identity, sig.hand_tilt)
     # The aligner centres the crop on the face, up to a small residual error.
     x0 = int(round(cx - sig.residual[i, 0])) - CROP_SIZE // 2
     y0 = int(round(cy - 0.1 * _FACE_UNIT - sig.residual[i, 1])) - CROP_SIZE // 2
-    return np.asarray(canvas.reduce(_SS), dtype=np.float32) * sig.gain, (x0, y0)
+    return np.asarray(image.reduce(_SS), dtype=np.float32) * sig.gain, (x0, y0)
 
 
-def _save_crop(path: Path, frame: NDArray[np.uint8], corner: tuple[int, int], noise: NDArray[np.float32]) -> None:
+def _save_crop(
+    path: Path, frame: NDArray[np.uint8], corner: Corner, noise: NDArray[np.float32]
+) -> None:
     """Cut a face crop out of the frame, add sensor noise, save as JPEG."""
     x0, y0 = corner
     crop = frame[y0 : y0 + CROP_SIZE, x0 : x0 + CROP_SIZE].astype(np.float32) + noise
     Image.fromarray(np.clip(crop + 0.5, 0, 255).astype(np.uint8)).save(path, quality=90)
 
 
-def _write_video(root: Path, seed: int, video: _Video, signals: list[_TrialSignals], audio: _Audio) -> list[Floats]:
+def _write_video(
+    root: Path, seed: int, video: _Video, signals: list[_TrialSignals], audio: _Audio
+) -> list[Floats]:
     """Render, encode and crop every frame; return each person's per-frame mouth opening."""
     path = root / "videos" / video.batch / f"{video.name}{video.ext}"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -810,17 +839,23 @@ def _write_video(root: Path, seed: int, video: _Video, signals: list[_TrialSigna
     container, vstream, astream = _open_container(path, video)
     codec, chunk, written = astream.codec_context.name, 1024, 0
     for i in range(video.n_frames):
-        views = [_render_person(scenes[k], signals[k], i, mouths[k][i], hidden[k][i]) for k in range(len(signals))]
-        frame = np.clip(np.concatenate([v[0] for v in views], axis=1) + 0.5, 0, 255).astype(np.uint8)
+        views = [
+            _render_person(scene, sig, i, mouth[i], gap[i])
+            for scene, sig, mouth, gap in zip(scenes, signals, mouths, hidden)
+        ]
+        lit = np.concatenate([view for view, _ in views], axis=1)
+        frame = np.clip(lit + 0.5, 0, 255).astype(np.uint8)
         for k, (_, (x0, y0)) in enumerate(views):
             if not hidden[k][i]:
-                noise = crop_rngs[k].standard_normal((CROP_SIZE, CROP_SIZE, 3), dtype=np.float32) * signals[k].noise
-                _save_crop(folders[k] / f"{i + 1:05d}.jpg", frame, (x0 + k * video.person_width, y0), noise)
+                noise = crop_rngs[k].standard_normal((CROP_SIZE, CROP_SIZE, 3), dtype=np.float32)
+                corner = (x0 + k * video.person_width, y0)
+                _save_crop(folders[k] / f"{i + 1:05d}.jpg", frame, corner, noise * signals[k].noise)
         vframe = av.VideoFrame.from_ndarray(frame, format="rgb24")
         vframe.pts, vframe.time_base = i, 1 / video.fps
         container.mux(vstream.encode(vframe))
         while written < min(len(audio.mixture), spans[i + 1]):  # interleave the audio
-            container.mux(astream.encode(_audio_frame(audio.mixture[written : written + chunk], written, codec)))
+            samples = audio.mixture[written : written + chunk]
+            container.mux(astream.encode(_audio_frame(samples, written, codec)))
             written += chunk
     container.mux(vstream.encode(None))
     container.mux(astream.encode(None))
@@ -833,13 +868,16 @@ def _write_annotation(root: Path, trial: _Trial, sig: _TrialSignals) -> None:
     invalid = np.zeros(trial.n_rows, dtype=bool)
     for start, stop in trial.invalid:
         invalid[start:stop] = True
-    rows = ["-5,-5" if bad else f"{_fmt(v)},{_fmt(a)}" for v, a, bad in zip(sig.valence, sig.arousal, invalid)]
+    labels = zip(sig.valence, sig.arousal, invalid)
+    rows = ["-5,-5" if bad else f"{_fmt(v)},{_fmt(a)}" for v, a, bad in labels]
     path = root / ANNOTATION_DIR / trial.split / f"{trial.name}.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("valence,arousal\n" + "\n".join(rows) + "\n")
 
 
-def _write_truth(root: Path, video: _Video, signals: list[_TrialSignals], audio: _Audio, mouths: list[Floats]) -> None:
+def _write_truth(
+    root: Path, video: _Video, signals: list[_TrialSignals], audio: _Audio, mouths: list[Floats]
+) -> None:
     """Per-trial and per-video ground truth next to the data."""
     folder = root / "ground_truth"
     folder.mkdir(parents=True, exist_ok=True)
@@ -880,7 +918,8 @@ def _write_lists(root: Path, seed: int, videos: list[_Video]) -> None:
         values = rng.uniform(-1, 1, (n_frames, 2))
         lines += [f"{name}/{i + 1:05d}.jpg,{_fmt(v)},{_fmt(a)}" for i, (v, a) in enumerate(values)]
     (root / EXAMPLE_SUBMISSION).write_text("\n".join(lines) + "\n")
-    table = ["trial\tvideo\tsplit"] + [f"{t.name}\t{v.name}\t{t.split}" for v in videos for t in v.trials]
+    table = ["trial\tvideo\tsplit"]
+    table += [f"{t.name}\t{v.name}\t{t.split}" for v in videos for t in v.trials]
     (root / "ground_truth" / "splits.tsv").write_text("\n".join(table) + "\n")
     (root / "README.txt").write_text(
         "Synthetic vapipe demo data in the Aff-Wild2 / ABAW valence-arousal layout.\n"

@@ -99,7 +99,9 @@ class TimmFaceBackbone(Backbone):
         self.image_size = int(image_size or data_config["input_size"][-1])
         self.mean = torch.tensor(data_config["mean"], device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(data_config["std"], device=self.device).view(1, 3, 1, 1)
-        self.dim = int(self.model.num_features)
+        with torch.inference_mode():  # the pooled width; num_features misses e.g. MobileNetV3's head
+            probe = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device)
+            self.dim = int(self.model(probe).shape[-1])
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 [B, H, W, 3] -> normalised float [B, 3, S, S] on the model's device."""

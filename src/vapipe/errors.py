@@ -1,0 +1,5 @@
+"""Errors about a user's input: their message names the file or config key at fault."""
+
+
+class InputError(ValueError):
+    """Bad input (a data file, a config key); reported as one line, not a traceback."""
