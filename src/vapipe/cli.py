@@ -1,0 +1,88 @@
+"""The ``vapipe`` command line: checks and inspection around the Snakemake workflow."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vapipe.errors import InputError
+
+
+def inspect_cache(path: Path) -> list[dict]:
+    """One summary per store under `path` (a store, a backbone folder, or the features root)."""
+    from vapipe.features.cache import is_complete, read_store
+
+    stores = [path] if path.suffix == ".zarr" else sorted(path.rglob("*.zarr"))
+    if not stores:
+        raise InputError(f"{path}: no .zarr feature stores found")
+    rows = []
+    for store_path in stores:
+        if not is_complete(store_path):
+            rows.append({"store": str(store_path), "status": "INCOMPLETE"})
+            continue
+        store = read_store(store_path)
+        rows.append({
+            "store": str(store_path), "status": "complete", "backbone": store.attrs.get("backbone"),
+            "trial": store.attrs.get("trial"), "rows": store.features.shape[0], "dim": store.features.shape[1],
+            "dtype": "float16", "fps": round(float(store.attrs.get("fps", 0)), 3),
+            "valid": round(float(store.valid.mean()), 4),
+            "pretrained": store.attrs.get("pretrained"),
+        })
+    return rows
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from vapipe.submission import validate_submission
+
+    rows = validate_submission(args.file, args.example)
+    print(f"{args.file}: valid, {rows} rows match {args.example}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    table = pd.DataFrame(inspect_cache(Path(args.path)))
+    print(table.to_string(index=False))
+    return 0 if (table["status"] == "complete").all() else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vapipe",
+        description="ABAW valence-arousal pipeline tools. The pipeline itself runs with "
+        "'snakemake --cores 8 results/submission.zip'.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    validate = commands.add_parser(
+        "validate-submission", help="check an ABAW VA submission (.txt or .zip) against the example file",
+        description="Check header, row order and count against the organisers' example file, and that "
+        "every value is a number in [-1, 1]. Exit status 0 when valid.",
+    )
+    validate.add_argument("file", type=Path, help="submission .txt or .zip holding one .txt")
+    validate.add_argument("--example", type=Path, required=True,
+                          help="the organisers' example file (e.g. CVPR_6th_ABAW_VA_test_set_example.txt)")
+    validate.set_defaults(run=_validate)
+    inspect = commands.add_parser(
+        "inspect-cache", help="summarise Zarr feature stores: backbone, shape, dtype, fps, valid fraction",
+        description="List every store under PATH (one store, a backbone folder, or results/features) "
+        "with its backbone, rows, dimension, dtype, fps and fraction of valid frames. Exit status 1 "
+        "when any store is incomplete.",
+    )
+    inspect.add_argument("path", type=Path, help="a .zarr store or a folder of them")
+    inspect.set_defaults(run=_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except InputError as error:
+        print(f"vapipe: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
