@@ -312,7 +312,7 @@ def _random_color(rng: np.random.Generator, lo: int, hi: int) -> Color:
 
 def _muted_color(rng: np.random.Generator) -> Color:
     """Greyish wall colour: random brightness, slight tint."""
-    r, g, b = (int(c) for c in rng.uniform(90, 170) + rng.uniform(-20, 20, 3))
+    r, g, b = (int(c) for c in rng.uniform(90, 170) + rng.uniform(-12, 12, 3))
     return r, g, b
 
 
@@ -433,16 +433,31 @@ def _draw_brows(c: _Canvas, ident: _Identity, e: _Expression) -> None:
     for s in (-1, 1):
         brow = _band(s * 0.09, inner, s * 0.47, base, thick, 0.6 * thick)
         c.fill(brow, _mix(ident.hair, (0, 0, 0), 0.4))
-    if neg > 0.05:  # dark vertical glabella furrows, longer and darker when angrier
-        shade = _mix(ident.skin, (40, 20, 15), min(1.0, 0.5 + 0.5 * neg))
-        for x in (-0.07, 0.0, 0.07):
-            c.fill(_stroke(x, inner - 0.1 - 0.22 * neg, x, inner + 0.05, 0.025), shade)
-    if pos_a > 0.1:  # horizontal forehead lines of raised brows, across the whole forehead
-        shade = _mix(ident.skin, (50, 25, 15), min(0.9, 0.3 + 0.7 * pos_a))
-        for k, y in enumerate((base - 0.09, base - 0.16, base - 0.23)):
-            half = 0.55 - 0.08 * k
-            c.fill(_stroke(-half, y + 0.02, 0, y, 0.018), shade)
-            c.fill(_stroke(0, y, half, y + 0.02, 0.018), shade)
+    if neg > 0.05:
+        _draw_furrows(c, ident, neg, inner)
+    if pos_a > 0.1:
+        _draw_forehead_lines(c, ident, pos_a, base)
+
+
+def _draw_furrows(c: _Canvas, ident: _Identity, neg: float, inner: float) -> None:
+    """Vertical glabella furrows (AU4), longer and deeper when angrier; lit edge, dark fold."""
+    shade = _mix(ident.skin, (40, 20, 15), min(1.0, 0.5 + 0.5 * neg))
+    light = _mix(ident.skin, (255, 255, 255), 0.45 * min(1.0, 2 * neg))
+    top, bottom = inner - 0.1 - 0.22 * neg, inner + 0.05
+    for x in (-0.07, 0.0, 0.07):
+        c.fill(_stroke(x + 0.035, top, x + 0.035, bottom, 0.015), light)
+        c.fill(_stroke(x, top, x, bottom, 0.025), shade)
+
+
+def _draw_forehead_lines(c: _Canvas, ident: _Identity, pos_a: float, base: float) -> None:
+    """Horizontal forehead lines of raised brows (AU1+2) across the whole forehead."""
+    shade = _mix(ident.skin, (50, 25, 15), min(0.9, 0.3 + 0.7 * pos_a))
+    light = _mix(ident.skin, (255, 255, 255), 0.45 * min(1.0, 2 * pos_a))
+    for k, y in enumerate((base - 0.09, base - 0.16, base - 0.23)):
+        half = 0.55 - 0.08 * k
+        for dy, color, w in ((0.03, light, 0.012), (0.0, shade, 0.018)):  # lit ridge, then fold
+            c.fill(_stroke(-half, y + 0.02 + dy, 0, y + dy, w), color)
+            c.fill(_stroke(0, y + dy, half, y + 0.02 + dy, w), color)
 
 
 def _draw_eyes(c: _Canvas, ident: _Identity, e: _Expression) -> None:
@@ -467,9 +482,9 @@ def _draw_cheeks(c: _Canvas, ident: _Identity, e: _Expression) -> None:
     """Cheek blush: absent when sad, growing with valence (under the eyes, drawn on top)."""
     level = (e.valence + 1) / 2
     if level > 0.05:
-        blush = _mix(ident.skin, (220, 70, 90), 0.75 * level)
+        blush = _mix(ident.skin, (225, 60, 85), 0.85 * level)
         for s in (-1, 1):
-            c.fill(_ellipse(s * 0.43, 0.26, 0.12 + 0.14 * level, 0.07 + 0.11 * level), blush)
+            c.fill(_ellipse(s * 0.43, 0.26, 0.12 + 0.17 * level, 0.07 + 0.13 * level), blush)
 
 
 def _draw_nose(c: _Canvas, ident: _Identity) -> None:
@@ -559,7 +574,7 @@ class _TrialSignals(NamedTuple):
     residual: Floats  # [n_frames, 2] face offset inside the crop, px
     gain: NDArray[np.float32]  # [H, width, 3] lighting of this person's part of the frame
     noise: float  # crop noise sigma
-    hand_tilt: float
+    hand_tilt: float  # radians; the hand held over the face during gaps
 
 
 def _lighting(rng: np.random.Generator, width: int) -> NDArray[np.float32]:
@@ -568,7 +583,7 @@ def _lighting(rng: np.random.Generator, width: int) -> NDArray[np.float32]:
     angle = rng.uniform(0, 2 * np.pi)
     ramp = ((xx - width / 2) * np.cos(angle) + (yy - FRAME_HEIGHT / 2) * np.sin(angle)) / width
     shade = rng.uniform(0.9, 1.1) * (1 + rng.uniform(0.1, 0.3) * ramp)
-    cast = rng.uniform(0.95, 1.05, 3).astype(np.float32)
+    cast = rng.uniform(0.97, 1.03, 3).astype(np.float32)
     return (shade[..., None] * cast).astype(np.float32)
 
 
@@ -747,8 +762,8 @@ def _per_frame(values: Floats, spans: NDArray[np.int64]) -> Floats:
 def _scene(width: int, side: int, ident: _Identity) -> Image.Image:
     """Static supersampled background of one person's view: wall colour and a picture."""
     canvas = Image.new("RGB", (width * _SS, FRAME_HEIGHT * _SS), ident.background)
-    x0 = (12 if side == 0 else width - 60) * _SS
-    ImageDraw.Draw(canvas).rectangle([x0, 16 * _SS, x0 + 48 * _SS, 64 * _SS], fill=ident.picture)
+    x0 = (4 if side == 0 else width - 40) * _SS  # near the outer edge, mostly outside the crop
+    ImageDraw.Draw(canvas).rectangle([x0, 16 * _SS, x0 + 36 * _SS, 56 * _SS], fill=ident.picture)
     return canvas
 
 
