@@ -84,9 +84,6 @@ def get_system_fold_frames(wildcards):
     return expand("results/predictions/{system}/{fold}/frames.tsv", system=wildcards.system, fold=FOLDS)
 
 
-def get_system_fold_metrics(wildcards):
-    return expand("results/metrics/{system}/{fold}.json", system=wildcards.system, fold=FOLDS)
-
 
 def get_submission_frames(wildcards):
     """Per-frame predictions of the folds whose test outputs the submission averages."""

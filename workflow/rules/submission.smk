@@ -4,6 +4,7 @@
 rule write_submission:
     input:
         frames=get_submission_frames,
+        metrics=expand("results/metrics/{system}.tsv", system=config["submission"]["system"]),
         dataset=dataset_ready(),
     output:
         "results/submission.zip",

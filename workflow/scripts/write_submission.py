@@ -13,4 +13,6 @@ with workflow_step(sm.log[0]):
     table = build_submission(sm.params.example, predictions)
     write_submission_zip(table, sm.output[0], sm.params.file_name)
     rows = validate_submission(sm.output[0], sm.params.example)
-    logging.getLogger("vapipe").info("%s: %d rows, valid against %s", sm.output[0], rows, sm.params.example)
+    log = logging.getLogger("vapipe")
+    log.info("%s: %d rows, valid against %s", sm.output[0], rows, sm.params.example)
+    log.info("validation scores of the submitted system:\n%s", pd.read_csv(sm.input.metrics[0], sep="\t").to_string(index=False))
