@@ -29,4 +29,5 @@ include: "workflow/rules/submission.smk"
 rule all:
     input:
         "results/submission.zip",
+        "results/skipped_trials.tsv",
         expand("results/metrics/{system}.tsv", system=config["systems"]),

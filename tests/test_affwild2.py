@@ -30,7 +30,9 @@ class ConstantFace:
 
 
 def test_manifest_reads_every_convention(mini_dataset):
-    manifest = build_manifest(DatasetLayout.from_config(mini_dataset_config(mini_dataset))).set_index("trial")
+    manifest, skipped = build_manifest(DatasetLayout.from_config(mini_dataset_config(mini_dataset)))
+    assert skipped.empty
+    manifest = manifest.set_index("trial")
     assert sorted(manifest.index) == ["clipA-60-64x48", "duo_left", "duo_right", "testvid"]
     clip = manifest.loc["clipA-60-64x48"]
     assert clip["fps_fraction"] == "30000/1001" and clip["fps"] == pytest.approx(29.97, abs=1e-3)
@@ -88,7 +90,7 @@ def test_example_submission_rows_in_order(mini_dataset):
 
 
 def test_folds_keep_both_people_of_a_video_together(mini_dataset):
-    manifest = build_manifest(DatasetLayout.from_config(mini_dataset_config(mini_dataset)))
+    manifest, _ = build_manifest(DatasetLayout.from_config(mini_dataset_config(mini_dataset)))
     folds = make_folds(manifest, k=2, seed=0).set_index("trial")
     assert folds.loc["duo_left", "kfold"] == folds.loc["duo_right", "kfold"]
     assert folds.loc["testvid", "kfold"] == -1

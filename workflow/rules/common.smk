@@ -41,7 +41,7 @@ def _manifest(path):
 
 def get_manifest():
     """The manifest, once the checkpoint that builds it has run."""
-    return _manifest(checkpoints.build_manifest.get().output[0])
+    return _manifest(checkpoints.build_manifest.get().output.manifest)
 
 
 def get_video_path(wildcards):

@@ -22,9 +22,12 @@ checkpoint build_manifest:
     input:
         dataset_ready(),
     output:
-        "results/manifest.tsv",
+        manifest="results/manifest.tsv",
+        skipped="results/skipped/manifest.tsv",
     params:
         dataset=config["dataset"],
+        on_bad_trial=config.get("on_bad_trial", "fail"),
+        require_audio=bool(AUDIO_BACKBONES),
     log:
         "logs/build_manifest.log",
     resources:
@@ -32,6 +35,20 @@ checkpoint build_manifest:
         runtime=30,
     script:
         "../scripts/build_manifest.py"
+
+
+rule collect_skipped_trials:
+    input:
+        "results/skipped/manifest.tsv",
+    output:
+        "results/skipped_trials.tsv",
+    log:
+        "logs/collect_skipped_trials.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/collect_skipped_trials.py"
 
 
 rule make_folds:

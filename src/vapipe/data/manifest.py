@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import pandas as pd
 from vapipe.data.affwild2 import (
     TEST_SPLIT,
     DatasetError,
+    VideoInfo,
     base_video,
     find_annotations,
     find_crop_folder,
@@ -21,6 +23,8 @@ from vapipe.data.affwild2 import (
     read_example_submission,
     read_test_list,
 )
+
+log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = [
     "trial", "video", "split", "fps", "fps_fraction", "n_frames", "n_rows", "n_crops",
@@ -58,12 +62,26 @@ class DatasetLayout:
         )
 
 
-def build_manifest(layout: DatasetLayout) -> pd.DataFrame:
+SKIPPED_COLUMNS = ["trial", "stage", "reason"]
+
+
+def max_extra_rows(n_frames: int) -> int:
+    """Label rows a trial may have beyond its video's frames (Aff-Wild2: usually 1, sometimes 2)."""
+    return 2 + n_frames // 100
+
+
+def build_manifest(
+    layout: DatasetLayout, on_bad_trial: str = "fail", require_audio: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read the dataset once: one row per trial of Train_Set, Validation_Set and the test list.
 
     ``n_rows`` is the number of label rows (train/validation) or of example-submission rows (test);
     it fixes the length T of every per-trial array downstream. ``n_frames`` is the container's count.
+    A problem local to one trial raises (``on_bad_trial='fail'``) or drops that trial and records
+    it in the second table (``'skip'``); problems with the dataset as a whole always raise.
     """
+    if on_bad_trial not in ("fail", "skip"):
+        raise ValueError(f"on_bad_trial must be 'fail' or 'skip', got '{on_bad_trial}'")
     if not layout.root.is_dir():
         raise DatasetError(f"{layout.root}: dataset root does not exist")
     annotated = find_annotations(layout.annotations)
@@ -73,54 +91,81 @@ def build_manifest(layout: DatasetLayout) -> pd.DataFrame:
     crop_roots = [root for root in layout.crops if root.is_dir()]
     if not crop_roots:
         raise DatasetError(f"{layout.crops[0]}: face crops folder does not exist")
-
     both = sorted(set(test_trials) & set(annotated))
     if both:
         raise DatasetError(f"{layout.test_list}: test trial '{both[0]}' also has an annotation file")
-    missing_example = [t for t in test_trials if t not in example_rows]
-    if missing_example:
-        raise DatasetError(
-            f"{layout.example_submission}: no rows for test trial '{missing_example[0]}'"
-        )
+    unknown = sorted(set(example_rows) - set(test_trials))
+    if unknown:
+        raise DatasetError(f"{layout.example_submission}: trial '{unknown[0]}' is not in {layout.test_list}")
 
     trials = [(t, split, path) for t, (split, path) in annotated.items()]
     trials += [(t, TEST_SPLIT, None) for t in test_trials]
-    records = []
-    probed: dict[str, object] = {}
+    records, skipped = [], []
+    probed: dict[str, VideoInfo | DatasetError] = {}
     for trial, split, annotation_path in sorted(trials):
-        video = base_video(trial)
-        if video not in videos:
-            source = annotation_path or layout.test_list
-            raise DatasetError(f"{source}: no raw video '{video}.mp4/.avi' under {layout.videos}")
-        if video not in probed:
-            probed[video] = probe_video(videos[video])
-        info = probed[video]
-        crops_dir = find_crop_folder(crop_roots, trial)
-        n_crops = len(index_crops(crops_dir)) if crops_dir else 0
-        if n_crops == 0:
-            raise DatasetError(
-                f"{crops_dir or crop_roots[0] / trial}: no face crops for trial '{trial}'"
+        try:
+            records.append(
+                _trial_record(trial, split, annotation_path, layout, videos, crop_roots,
+                              example_rows, probed, require_audio)
             )
-        if annotation_path is not None:
-            n_rows = len(read_annotation(annotation_path))
-        else:
-            n_rows = example_rows[trial]
-        records.append(
-            {
-                "trial": trial,
-                "video": video,
-                "split": split,
-                "fps": float(info.fps),
-                "fps_fraction": str(info.fps),
-                "n_frames": info.n_frames,
-                "n_rows": n_rows,
-                "n_crops": n_crops,
-                "video_path": str(videos[video]),
-                "crops_dir": str(crops_dir),
-                "annotation_path": str(annotation_path) if annotation_path else "",
-            }
+        except DatasetError as error:
+            if on_bad_trial == "fail":
+                raise
+            log.warning("skipping trial %s: %s", trial, error)
+            skipped.append({"trial": trial, "stage": "manifest", "reason": str(error)})
+    if not records:
+        raise DatasetError(f"{layout.root}: no usable trial")
+    return (
+        pd.DataFrame.from_records(records, columns=MANIFEST_COLUMNS),
+        pd.DataFrame.from_records(skipped, columns=SKIPPED_COLUMNS),
+    )
+
+
+def _trial_record(trial, split, annotation_path, layout, videos, crop_roots, example_rows, probed,
+                  require_audio) -> dict:
+    """Check one trial's files and describe it; raises DatasetError naming the file at fault."""
+    video = base_video(trial)
+    if video not in videos:
+        source = annotation_path or layout.test_list
+        raise DatasetError(f"{source}: no raw video '{video}.mp4/.avi' under {layout.videos}")
+    if video not in probed:  # _left and _right share one probe (and one verdict)
+        try:
+            probed[video] = probe_video(videos[video])
+        except DatasetError as error:
+            probed[video] = error
+    info = probed[video]
+    if isinstance(info, DatasetError):
+        raise info
+    if require_audio and not info.has_audio:
+        raise DatasetError(f"{videos[video]}: no audio stream, but the config has audio backbones")
+    crops_dir = find_crop_folder(crop_roots, trial)
+    n_crops = len(index_crops(crops_dir)) if crops_dir else 0
+    if n_crops == 0:
+        raise DatasetError(f"{crops_dir or crop_roots[0] / trial}: no face crops for trial '{trial}'")
+    if annotation_path is not None:
+        n_rows, source = len(read_annotation(annotation_path)), annotation_path
+    else:
+        n_rows, source = example_rows[trial], layout.example_submission
+        if n_rows == 0:
+            raise DatasetError(f"{source}: no rows for test trial '{trial}'")
+    if n_rows > info.n_frames + max_extra_rows(info.n_frames):
+        raise DatasetError(
+            f"{source}: {n_rows} rows for trial '{trial}', but {videos[video]} has only "
+            f"{info.n_frames} frames"
         )
-    return pd.DataFrame.from_records(records, columns=MANIFEST_COLUMNS)
+    return {
+        "trial": trial,
+        "video": video,
+        "split": split,
+        "fps": float(info.fps),
+        "fps_fraction": str(info.fps),
+        "n_frames": info.n_frames,
+        "n_rows": n_rows,
+        "n_crops": n_crops,
+        "video_path": str(videos[video]),
+        "crops_dir": str(crops_dir),
+        "annotation_path": str(annotation_path) if annotation_path else "",
+    }
 
 
 def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
