@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import REPO
+from vapipe.features.masks import mask_path, read_mask
 from vapipe.submission import validate_submission
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -42,20 +46,90 @@ def test_missing_real_dataset_stops_with_one_clear_message(tmp_path):
     assert "dataset.root '/data/affwild2' does not exist" in result.stdout + result.stderr
 
 
-@pytest.mark.slow
-def test_end_to_end_demo_to_submission(tmp_path):
-    result = snakemake(tmp_path, "--cores", "2", "results/submission.zip", "results/metrics/tcn_av.tsv")
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """One uninterrupted run of the tiny demo to the submission (shared by the tests below)."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    result = snakemake(workdir, "--cores", "2", "results/submission.zip", "results/metrics/tcn_av.tsv")
     assert result.returncode == 0, result.stderr[-5000:]
-    example = tmp_path / "resources/demo/CVPR_6th_ABAW_VA_test_set_example.txt"
-    n_rows = validate_submission(tmp_path / "results/submission.zip", example)
+    return workdir
+
+
+@pytest.mark.slow
+def test_end_to_end_demo_to_submission(tiny_run):
+    example = tiny_run / "resources/demo/CVPR_6th_ABAW_VA_test_set_example.txt"
+    n_rows = validate_submission(tiny_run / "results/submission.zip", example)
     assert n_rows == len(example.read_text().splitlines()) - 1
-    metrics = pd.read_csv(tmp_path / "results/metrics/tcn_av.tsv", sep="\t").set_index("fold")
+    metrics = pd.read_csv(tiny_run / "results/metrics/tcn_av.tsv", sep="\t").set_index("fold")
     assert set(metrics.index) == {"official", "k0", "k1", "kfold_pooled"}
     assert metrics[["valence", "arousal"]].abs().le(1).all().all()
-    stores = list((tmp_path / "results/features/face_mobilenetv3").glob("*.zarr"))
-    manifest = pd.read_csv(tmp_path / "results/manifest.tsv", sep="\t")
+    stores = list((tiny_run / "results/features/face_mobilenetv3").glob("*.zarr"))
+    manifest = pd.read_csv(tiny_run / "results/manifest.tsv", sep="\t")
     assert len(stores) == len(manifest)
-    assert (tmp_path / "logs/train_fold/tcn_av/k0.log").read_text().count("epoch") >= 3
+    assert (tiny_run / "logs/train_fold/tcn_av/k0.log").read_text().count("epoch") >= 3
+    assert "RANDOM weights" in (tiny_run / "logs/embed/face_mobilenetv3/0.log").read_text()
 
-    again = snakemake(tmp_path, "--cores", "2", "results/submission.zip", "results/metrics/tcn_av.tsv")
+    again = snakemake(tiny_run, "--cores", "2", "results/submission.zip", "results/metrics/tcn_av.tsv")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def start_and_kill_when(workdir: Path, ready) -> None:
+    """Start the tiny run and SIGKILL snakemake and all its jobs as soon as `ready()` holds."""
+    command = [*SNAKEMAKE, "--cores", "2", "results/submission.zip", "results/metrics/tcn_av.tsv",
+               "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
+               str(REPO / "config/config.yaml"), str(REPO / "tests/config/tiny.yaml")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    try:
+        while not ready():
+            assert process.poll() is None, "the run ended before the kill point"
+            assert time.monotonic() < deadline, "kill point never reached"
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def resume(workdir: Path) -> None:
+    """What a user does after a crash: unlock, then run the same command again."""
+    assert snakemake(workdir, "--unlock").returncode == 0
+    result = snakemake(workdir, "--cores", "2", "results/submission.zip", "results/metrics/tcn_av.tsv")
+    assert result.returncode == 0, result.stderr[-5000:]
+
+
+def assert_same_outputs(workdir: Path, reference: Path) -> None:
+    for name in ("results/submission.zip", "results/metrics/tcn_av.tsv", "results/predictions/tcn_av/k0/frames.tsv"):
+        assert (workdir / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_killed_during_extraction_resumes_to_identical_outputs(tiny_run, tmp_path):
+    stores = tmp_path / "results/features/face_mobilenetv3"
+    start_and_kill_when(tmp_path, lambda: any(p.name.endswith(".zarr") for p in stores.glob("*")) if stores.is_dir() else False)
+    assert not (stores / "shards/0.tsv").exists() or not (stores / "shards/1.tsv").exists()
+    resume(tmp_path)
+    assert_same_outputs(tmp_path, tiny_run)
+
+
+@pytest.mark.slow
+def test_killed_during_training_resumes_to_identical_outputs(tiny_run, tmp_path):
+    logs = tmp_path / "logs/train_fold/tcn_av"
+    start_and_kill_when(tmp_path, lambda: any("epoch 1/" in p.read_text() for p in logs.glob("*.log")) if logs.is_dir() else False)
+    assert not (tmp_path / "results/submission.zip").exists()
+    resume(tmp_path)
+    assert_same_outputs(tmp_path, tiny_run)
+
+
+@pytest.mark.slow
+def test_mask_targets_of_the_tiny_run(tiny_run):
+    shards = yaml.safe_load((REPO / "config/config.yaml").read_text())["extraction"]["shards"]
+    targets = [f"results/masks/{mask}/shards/{s}.tsv" for mask in ("vad", "mouth") for s in range(shards)]
+    result = snakemake(tiny_run, "--cores", "2", *targets)
+    assert result.returncode == 0, result.stderr[-5000:]
+    manifest = pd.read_csv(tiny_run / "results/manifest.tsv", sep="\t")
+    for mask in ("vad", "mouth"):
+        summary = pd.concat(pd.read_csv(tiny_run / t, sep="\t") for t in targets if f"/{mask}/" in t)
+        assert sorted(summary.trial) == sorted(manifest.trial)
+        for row in manifest.itertuples():
+            store = read_mask(mask_path(tiny_run / "results/masks", mask, row.trial))
+            assert store.features.shape == (row.n_rows, 1) and store.valid.any()
