@@ -48,6 +48,20 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0 if (table["status"] == "complete").all() else 1
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from vapipe.logs import setup_logging
+    from vapipe.predict import plot_traces, predict_video
+
+    setup_logging()
+    out = args.out or Path(args.video).with_suffix("")
+    table = predict_video(args.video, args.system, args.results, args.folds, args.smoothing)
+    csv_path, png_path = Path(f"{out}.va.csv"), Path(f"{out}.va.png")
+    table.to_csv(csv_path, index=False, float_format="%.4f")
+    plot_traces(table, png_path, f"{Path(args.video).name} — {args.system}")
+    print(f"{csv_path}: {len(table)} frames ({(table['face'] == 0).sum()} without a face, interpolated); plot {png_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vapipe",
@@ -72,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("path", type=Path, help="a .zarr store or a folder of them")
     inspect.set_defaults(run=_inspect)
+    predict = commands.add_parser(
+        "predict", help="per-frame valence/arousal CSV and plot for any video, with a trained system",
+        description="Detect and crop the face in every frame (MediaPipe, offline), extract the audio, "
+        "embed both with the system's own backbones, average the system's fold models, smooth, and "
+        "write OUT.va.csv (frame,time,valence,arousal,face) and OUT.va.png. Frames without a face "
+        "are interpolated and have face=0.",
+    )
+    predict.add_argument("video", type=Path, help="any video file with a face (and ideally a voice)")
+    predict.add_argument("--system", required=True, help="a system trained by the workflow, e.g. tcn_av")
+    predict.add_argument("--results", type=Path, default=Path("results"),
+                         help="the workflow's results folder (default: results)")
+    predict.add_argument("--folds", nargs="+", help="fold models to average (default: all trained folds)")
+    predict.add_argument("--smoothing", type=float, default=0.5, help="Hamming window in seconds (default 0.5)")
+    predict.add_argument("--out", type=Path, help="output prefix (default: the video path without suffix)")
+    predict.set_defaults(run=_predict)
     return parser
 
 

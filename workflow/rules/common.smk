@@ -79,6 +79,11 @@ def get_system(wildcards):
     return config["systems"][wildcards.system]
 
 
+def get_system_backbones(wildcards):
+    """Specs of the backbones a system reads (kept in its checkpoint for `vapipe predict`)."""
+    return {name: config["backbones"][name] for name in config["systems"][wildcards.system]["features"]}
+
+
 def get_system_fold_frames(wildcards):
     """Per-frame predictions of every fold of a system."""
     return expand("results/predictions/{system}/{fold}/frames.tsv", system=wildcards.system, fold=FOLDS)
@@ -92,3 +97,8 @@ def get_submission_frames(wildcards):
         system=config["submission"]["system"],
         fold=config["submission"]["folds"],
     )
+
+
+def all_mask_outputs():
+    """Shard summaries whose existence means every trial's vad and mouth mask stores are complete."""
+    return expand("results/masks/{mask}/shards/{shard}.tsv", mask=["vad", "mouth"], shard=range(N_SHARDS))

@@ -12,6 +12,7 @@ rule train_fold:
         predictions="results/predictions/{system}/{fold}/raw.tsv",
     params:
         system=get_system,
+        backbones=get_system_backbones,
     log:
         "logs/train_fold/{system}/{fold}.log",
     benchmark:

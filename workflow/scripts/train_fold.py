@@ -16,6 +16,7 @@ with workflow_step(sm.log[0]):
     train_fold(
         system_name=sm.wildcards.system,
         system=sm.params.system,
+        backbones=sm.params.backbones,
         fold=sm.wildcards.fold,
         manifest=read_manifest(sm.input.manifest),
         folds=pd.read_csv(sm.input.folds, sep="\t"),

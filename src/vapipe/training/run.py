@@ -32,6 +32,7 @@ def trainer_for(system: dict) -> SystemTrainer:
 def train_fold(
     system_name: str,
     system: dict,
+    backbones: dict,
     fold: str,
     manifest: pd.DataFrame,
     folds: pd.DataFrame,
@@ -53,7 +54,10 @@ def train_fold(
     scores = trainer.score(heldout_data)
     log.info("%s fold %s: held-out CCC valence %.4f arousal %.4f mean %.4f", system_name, fold,
              scores["valence"], scores["arousal"], scores["mean"])
-    torch.save({**trainer.state_dict(), "system": system_name, "fold": fold, "config": system}, checkpoint_path)
+    torch.save(
+        {**trainer.state_dict(), "system": system_name, "fold": fold, "config": system, "backbones": backbones},
+        checkpoint_path,
+    )
     predictions = pd.concat(
         [trainer.predictions_table(heldout_data, "heldout")]
         + ([trainer.predictions_table(test_data, "test")] if test_data else []),

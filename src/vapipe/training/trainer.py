@@ -164,6 +164,18 @@ class SystemTrainer:
             }))
         return pd.concat(frames, ignore_index=True)
 
+    @classmethod
+    def from_checkpoint(cls, state: dict, device: str = "cpu") -> "SystemTrainer":
+        """Rebuild a trained system from `state_dict()` output, ready to predict."""
+        trainer = cls(state["model_name"], state["model_params"], state["window"], state["stride"],
+                      TrainConfig(device=device))
+        trainer.standardizer.load_state_dict(state["standardizer"])
+        trainer.input_dims = dict(state["input_dims"])
+        trainer.model = create_model(trainer.model_name, trainer.input_dims, **trainer.model_params)
+        trainer.model.load_state_dict(state["model"])
+        trainer.model.to(trainer.device).eval()
+        return trainer
+
     def state_dict(self) -> dict:
         """Everything needed to predict again: weights, normaliser, settings."""
         return {
