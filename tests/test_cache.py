@@ -58,3 +58,24 @@ def test_a_store_without_the_complete_flag_is_rejected(tmp_path):
     group = zarr.open_group(str(path), mode="w")
     group.create_array("features", shape=(10, 2), dtype="float16")  # chunks never written: zeros
     assert not is_complete(path)
+
+
+def test_disk_full_while_writing_leaves_no_store_and_names_it(tmp_path, monkeypatch):
+    import errno
+
+    import zarr
+
+    from vapipe.features.cache import StoreWriteError
+
+    original = zarr.Group.create_array
+
+    def fill_disk(self, name, **kwargs):
+        if name == "valid":  # the features array is already on disk when the disk fills up
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, name, **kwargs)
+
+    monkeypatch.setattr(zarr.Group, "create_array", fill_disk)
+    path = tmp_path / "bb" / "trial.zarr"
+    with pytest.raises(StoreWriteError, match=r"trial.zarr: cannot write feature store \(No space left on device\)"):
+        write_store(path, np.ones((10, 2)), np.ones(10, bool), {})
+    assert not path.exists() and list(path.parent.iterdir()) == []  # no half-written temp either

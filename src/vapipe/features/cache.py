@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from vapipe.errors import InputError
+
 FORMAT_VERSION = 1
+
+
+class StoreWriteError(InputError):
+    """A store could not be written (disk full, no permission); the message names the store."""
 
 
 class IncompleteStoreError(RuntimeError):
@@ -42,9 +48,14 @@ class FeatureStore:
 
 
 def write_store(
-    path: str | Path, features: np.ndarray, valid: np.ndarray, attrs: dict, chunk_rows: int = 4096
+    path: str | Path, features: np.ndarray, valid: np.ndarray, attrs: dict, chunk_rows: int = 4096,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Write a store atomically: nothing at `path` looks complete until every array is written."""
+    """Write a store atomically: nothing at `path` looks complete until every array is written.
+
+    `extra` holds more float16 [T, D] arrays beside ``features`` (e.g. ``features_flipped``, the
+    embeddings of horizontally flipped crops); `read_store` ignores them, `read_extra` reads one.
+    """
     path = Path(path)
     features = np.asarray(features)
     valid = np.asarray(valid, dtype=bool)
@@ -53,12 +64,20 @@ def write_store(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    group = zarr.open_group(str(tmp), mode="w")
-    rows = max(1, min(chunk_rows, len(features)))
-    group.create_array("features", data=features.astype(np.float16), chunks=(rows, features.shape[1]))
-    group.create_array("valid", data=valid, chunks=(rows,))
-    group.attrs.update({**attrs, "n_rows": int(len(features)), "dim": int(features.shape[1])})
-    group.attrs["complete"] = True  # last: a store without it was interrupted
+    try:
+        group = zarr.open_group(str(tmp), mode="w")
+        rows = max(1, min(chunk_rows, len(features)))
+        group.create_array("features", data=features.astype(np.float16), chunks=(rows, features.shape[1]))
+        group.create_array("valid", data=valid, chunks=(rows,))
+        for name, array in (extra or {}).items():
+            if np.shape(array) != features.shape:
+                raise ValueError(f"{path}: {name} {np.shape(array)} and features {features.shape} disagree")
+            group.create_array(name, data=np.asarray(array).astype(np.float16), chunks=(rows, features.shape[1]))
+        group.attrs.update({**attrs, "n_rows": int(len(features)), "dim": int(features.shape[1])})
+        group.attrs["complete"] = True  # last: a store without it was interrupted
+    except OSError as error:  # e.g. the disk filled up: leave nothing half-written behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoreWriteError(f"{path}: cannot write feature store ({error.strerror or error})") from None
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
@@ -89,6 +108,17 @@ def read_store(path: str | Path) -> FeatureStore:
         valid=np.asarray(group["valid"][:], dtype=bool),
         attrs=dict(group.attrs),
     )
+
+
+def read_extra(path: str | Path, name: str) -> np.ndarray:
+    """Load one extra array (e.g. ``features_flipped``) of a complete store as float32."""
+    path = Path(path)
+    if not is_complete(path):
+        raise IncompleteStoreError(f"{path}: feature store is missing or incomplete")
+    group = zarr.open_group(str(path), mode="r")
+    if name not in group:
+        raise KeyError(f"{path}: no array '{name}' (stores hold it only when made with it)")
+    return np.asarray(group[name][:], dtype=np.float32)
 
 
 def store_path(feature_root: str | Path, backbone: str, trial: str) -> Path:
