@@ -22,8 +22,10 @@ resource_scopes:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/masks.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/submission.smk"
+include: "workflow/rules/separation.smk"
 
 
 rule all:
@@ -31,3 +33,4 @@ rule all:
         "results/submission.zip",
         "results/skipped_trials.tsv",
         expand("results/metrics/{system}.tsv", system=config["systems"]),
+        all_mask_outputs(),

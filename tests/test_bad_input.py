@@ -144,3 +144,22 @@ def test_config_failing_the_schema_names_the_key(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "'two' is not of type 'integer'" in output and "'k'" in output
+
+
+def test_a_bad_crop_found_during_extraction_skips_only_that_trial(mini_dataset, tmp_path):
+    from vapipe.features.cache import is_complete, store_path
+    from vapipe.features.extract import extract_shard
+    from vapipe.training.run import skipped_in_shards
+
+    manifest, _ = manifest_of(mini_dataset)
+    (mini_dataset / "cropped_aligned/duo_left/00004.jpg").write_bytes(b"this is not a jpeg")
+    spec = {"kind": "timm", "id": "mobilenetv3_small_050", "pretrained": False, "input": "face", "batch_size": 4}
+    args = ("face", spec, manifest, 0, 1, tmp_path / "features", {})
+    with pytest.raises(DatasetError, match="duo_left/00004.jpg: not a readable image"):
+        extract_shard(*args)
+    summary = extract_shard(*args, on_bad_trial="skip").set_index("trial")
+    assert summary.loc["duo_left", "status"] == "skipped" and "00004.jpg" in summary.loc["duo_left", "reason"]
+    assert not is_complete(store_path(tmp_path / "features", "face", "duo_left"))
+    assert all(is_complete(store_path(tmp_path / "features", "face", t)) for t in ("duo_right", "testvid", CLIP))
+    summary.reset_index().to_csv(tmp_path / "shard.tsv", sep="\t", index=False)
+    assert skipped_in_shards([tmp_path / "shard.tsv"]) == {"duo_left"}

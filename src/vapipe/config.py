@@ -15,7 +15,7 @@ class ConfigError(InputError):
 
 def check_config(config: dict, config_files: list[str] | None = None) -> None:
     """Raise ConfigError naming the first inconsistent key."""
-    from vapipe.features.backbones import BACKBONE_KINDS
+    from vapipe.features.backbones import BACKBONE_KINDS, backbone_options
     from vapipe.models import MODELS
 
     source = ", ".join(str(f) for f in config_files or []) or "config"
@@ -30,6 +30,10 @@ def check_config(config: dict, config_files: list[str] | None = None) -> None:
             )
         if spec.get("weights") and not Path(spec["weights"]).exists():
             raise ConfigError(f"{source}: backbones.{name}.weights '{spec['weights']}' does not exist")
+        try:  # a setting the kind does not take (a typo) stops the run before any job starts
+            backbone_options(name, spec)
+        except ValueError as error:
+            raise ConfigError(f"{source}: {error}") from None
     for name, system in config["systems"].items():
         if system["model"] not in MODELS:
             raise ConfigError(

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from vapipe.data.affwild2 import DatasetError, probe_video
+from vapipe.errors import InputError
 from vapipe.features.alignment import pool_to_frames
 from vapipe.features.audio import decode_audio
 from vapipe.features.backbones import create_backbone
@@ -122,6 +123,8 @@ def predict_video(
     inputs, valid = {}, {}
     for name, spec in checkpoints[0]["backbones"].items():
         backbone = create_backbone(name, spec)
+        if backbone.modality == "face_clip":
+            raise InputError(f"backbone '{name}': clip backbones (R3D-18) are not supported by predict yet")
         if backbone.modality == "face":
             features = np.zeros((n_rows, backbone.dim), np.float32)
             batch = int(spec.get("batch_size", 64))
@@ -129,7 +132,7 @@ def predict_video(
                 features[start : start + batch] = backbone.embed(torch.from_numpy(crops[start : start + batch]))
             valid[name] = found.copy()
         else:
-            native, centres = backbone.embed_waveform(samples)
+            native, centres = backbone.embed_waveform(samples, fps=fps)
             features, valid[name] = pool_to_frames(native, centres, n_rows, fps, len(samples) / 16000)
             valid[name] &= info.has_audio
         inputs[name] = fill_invalid(features, valid[name])

@@ -17,6 +17,7 @@ N_SHARDS = config["extraction"]["shards"]
 FACE_BACKBONES = [n for n, b in config["backbones"].items() if b["input"] == "face"]
 AUDIO_BACKBONES = [n for n, b in config["backbones"].items() if b["input"] != "face"]
 KFOLDS = [f for f in FOLDS if f != OFFICIAL]
+SYSTEM_BACKBONES = sorted({name for system in config["systems"].values() for name in system["features"]})
 # Extraction jobs use every core they are given; torch is capped at the machine's cores.
 EXTRACTION_THREADS = 8
 

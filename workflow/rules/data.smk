@@ -39,7 +39,8 @@ checkpoint build_manifest:
 
 rule collect_skipped_trials:
     input:
-        "results/skipped/manifest.tsv",
+        manifest="results/skipped/manifest.tsv",
+        shards=feature_shards(SYSTEM_BACKBONES),
     output:
         "results/skipped_trials.tsv",
     log:

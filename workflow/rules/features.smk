@@ -27,6 +27,7 @@ rule embed_faces:
         spec=get_backbone_spec,
         n_shards=N_SHARDS,
         device=config["extraction"].get("device", "auto"),
+        on_bad_trial=config.get("on_bad_trial", "fail"),
     log:
         "logs/embed/{backbone}/{shard}.log",
     benchmark:
@@ -52,6 +53,7 @@ rule embed_audio:
         spec=get_backbone_spec,
         n_shards=N_SHARDS,
         device=config["extraction"].get("device", "auto"),
+        on_bad_trial=config.get("on_bad_trial", "fail"),
     log:
         "logs/embed/{backbone}/{shard}.log",
     benchmark:

@@ -24,5 +24,6 @@ with workflow_step(sm.log[0]):
         feature_root="results/features",
         audio_paths=audio,
         device=str(resolve_device(sm.params.device)),
+        on_bad_trial=sm.params.on_bad_trial,
     )
     summary.to_csv(sm.output[0], sep="\t", index=False)

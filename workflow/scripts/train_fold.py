@@ -6,7 +6,7 @@ import torch
 
 from vapipe.data.manifest import read_manifest
 from vapipe.logs import workflow_step
-from vapipe.training.run import train_fold
+from vapipe.training.run import skipped_in_shards, train_fold
 
 import pandas as pd
 
@@ -24,4 +24,5 @@ with workflow_step(sm.log[0]):
         checkpoint_path=sm.output.model,
         predictions_path=sm.output.predictions,
         history_path=sm.output.history,
+        skip=skipped_in_shards(sm.input.features),
     )

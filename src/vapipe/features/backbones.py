@@ -2,23 +2,67 @@
 
 A config entry looks like ``{kind: timm, id: resnet50, pretrained: true, weights: null, ...}``.
 Weights are loaded the ecosystem's way (``timm.create_model(..., pretrained=True)``,
-``AutoModel.from_pretrained(id_or_dir)``); ``weights:`` points at a local file or folder instead
-of the hub; ``pretrained: false`` builds the same architecture with random weights (the demo).
+``AutoModel.from_pretrained(id_or_dir)``, torchvision's weights API); ``weights:`` points at a
+local file or folder instead of the hub; ``pretrained: false`` builds the same architecture with
+seeded random weights (the demo, and the offline tests).
+
+Face kinds take uint8 face crops ``[B, H, W, 3]`` (112 px in Aff-Wild2) and give one embedding per
+crop; every kind resizes the whole crop to its own input size (a 112-px crop feeds a 224-px ViT).
+
+- ``timm``: pooled embedding of a timm image model; size, interpolation and mean/std from timm's
+  data config. ResNet-50 (SAGE, 2048-d), EfficientNet-B1 (Dresvyanskiy et al., 1280-d),
+  ViT-B/16 (Dresvyanskiy et al., 768-d). One row per crop.
+- ``hf_clip_vision``: CLIP image tower via transformers (DASP: openai/clip-vit-base-patch16);
+  ``image_embeds`` (512-d projection) or ``pooler_output`` (768-d); CLIPImageProcessor's size and
+  mean/std. One row per crop.
+- ``onnx``: a user's ``.onnx`` face model run by onnxruntime, e.g. IResNet-50 / ArcFace (USTC,
+  512-d); input size, mean/std (pixel units), layout and channel order from the spec.
+- ``torchvision_video``: a torchvision video network on a clip of crops centred on each frame
+  (IACA: R3D-18, Kinetics-400, 512-d); ``clip_length`` crops ``clip_stride`` frames apart
+  (`vapipe.features.clips`); a row is valid only when its own crop exists.
+
+Audio kinds take a 16 kHz mono waveform and return native frames ``[M, D]`` with each frame's
+**centre time** in seconds; `vapipe.features.alignment.pool_to_frames` averages the native frames
+whose centres fall in a video row's span [i / fps, (i + 1) / fps). How each kind times its frames:
+
+- ``hf_audio``: hidden states of a transformers speech encoder: WavLM-base (SAGE, 768-d),
+  wav2vec2-large-robust PDEM (Dresvyanskiy et al., 1024-d). Frame j of the conv front end (stride
+  320, receptive field 400 samples) is centred at (320 j + 200) / 16000 s.
+- ``ast``: Audio Spectrogram Transformer pooled output of a ~10.24 s window of 128-bin fbanks
+  (DASP: MIT/ast-finetuned-audioset-10-10-0.4593, 768-d). Time: the window's centre.
+- ``vggish``: VGGish embedding of a 0.96 s log mel window (USTC, 128-d), network and front end
+  from the ``torchvggish`` package. Time: the window's centre; ``hop_seconds: frame`` puts one
+  window on every video frame, as USTC does.
+- ``logmel``: log mel spectrogram, 128 bins, torchaudio (USTC's LogMel stream). Frame j is
+  centred at j * hop (centred STFT).
+- ``spectrogram_cnn``: a timm CNN with one input channel on log mel windows (IACA: ResNet-18,
+  512-d). Time: the window's centre.
+- ``opensmile``: openSMILE low-level descriptors, eGeMAPSv02 by default (25-d; optional extra
+  ``vapipe[egemaps]``). Time: the middle of the (start, end) openSMILE gives each frame.
+
+Windowed kinds (``ast``, ``vggish``, ``spectrogram_cnn``) centre a window on every ``hop_seconds``
+(a number) or on every video frame's centre (``hop_seconds: frame``); the signal is padded with
+silence so the first and last windows are full (`vapipe.features.audio_windows`).
+
+Extraction-only keys (``input``, ``batch_size``, ``num_workers``, ``flip``, ``seed``,
+``progress_seconds``) are read by `vapipe.features.extract`; every other key is the kind's own
+keyword argument, and a key the kind does not take is reported by name.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Callable
 
-import numpy as np
 import torch
-
-from vapipe.features.alignment import native_frame_centres
 
 log = logging.getLogger(__name__)
 
 BACKBONE_KINDS: dict[str, Callable[..., "Backbone"]] = {}
+
+# Spec keys the extractor uses; the rest are the kind's constructor arguments.
+EXTRACTION_KEYS = ("kind", "input", "batch_size", "num_workers", "seed", "flip", "progress_seconds")
 
 
 def register_backbone(kind: str):
@@ -32,10 +76,11 @@ def register_backbone(kind: str):
 
 
 class Backbone:
-    """A frozen feature extractor; `modality` is 'face' (crops in) or 'audio' (waveform in)."""
+    """A frozen feature extractor; `modality` is 'face' (crops), 'face_clip' (clips) or 'audio'."""
 
     modality: str
     dim: int
+    has_weights = True  # False for hand-crafted features (log-mel, eGeMAPS)
 
     def __init__(self, name: str, device: str = "cpu"):
         self.name = name
@@ -43,6 +88,8 @@ class Backbone:
 
     def describe_weights(self, spec: dict) -> str:
         """One plain sentence for the log saying which weights are in use."""
+        if not self.has_weights:
+            return f"{self.name}: hand-crafted features '{spec['id']}' (no weights)"
         if spec.get("weights"):
             return f"{self.name}: weights loaded from local path {spec['weights']}"
         if spec.get("pretrained", False):
@@ -53,146 +100,33 @@ class Backbone:
         )
 
 
-def create_backbone(name: str, spec: dict, device: str = "cpu") -> Backbone:
-    """Build the backbone that config entry `spec` (under backbones.<name>) declares."""
+def backbone_options(name: str, spec: dict) -> dict:
+    """The kind's constructor arguments in `spec`; a kind or setting it does not know is named."""
     kind = spec.get("kind")
     if kind not in BACKBONE_KINDS:
         raise ValueError(
             f"backbone '{name}': unknown kind '{kind}'; known kinds: {', '.join(sorted(BACKBONE_KINDS))}"
         )
-    options = {k: v for k, v in spec.items() if k not in ("kind", "input", "batch_size", "num_workers", "seed")}
+    options = {k: v for k, v in spec.items() if k not in EXTRACTION_KEYS}
+    accepted = set(inspect.signature(BACKBONE_KINDS[kind].__init__).parameters) - {"self", "name", "device"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"backbone '{name}': kind '{kind}' takes no setting '{unknown[0]}'; "
+            f"it takes {', '.join(sorted(accepted))}"
+        )
+    return options
+
+
+def create_backbone(name: str, spec: dict, device: str = "cpu") -> Backbone:
+    """Build the backbone that config entry `spec` (under backbones.<name>) declares."""
+    options = backbone_options(name, spec)
+    cls = BACKBONE_KINDS[spec["kind"]]
     # Random-init weights come from torch's global generator: seed it so a run is reproducible.
     torch.manual_seed(int(spec.get("seed", 0)))
-    backbone = BACKBONE_KINDS[kind](name=name, device=device, **options)
+    backbone = cls(name=name, device=device, **options)
     log.info(backbone.describe_weights(spec))
     return backbone
-
-
-@register_backbone("timm")
-class TimmFaceBackbone(Backbone):
-    """A timm image model with its classifier removed; one pooled embedding per face crop."""
-
-    modality = "face"
-
-    def __init__(
-        self,
-        name: str,
-        id: str,
-        pretrained: bool = False,
-        weights: str | None = None,
-        image_size: int | None = None,
-        device: str = "cpu",
-    ):
-        import timm
-
-        super().__init__(name, device)
-        overlay = {"file": str(weights)} if weights else None
-        self.model = timm.create_model(
-            id,
-            pretrained=bool(pretrained or weights),
-            pretrained_cfg_overlay=overlay,
-            num_classes=0,
-        )
-        # channels_last: faster convolutions on CPU (oneDNN) and on GPU tensor cores.
-        self.model.eval().requires_grad_(False).to(self.device, memory_format=torch.channels_last)
-        data_config = timm.data.resolve_model_data_config(self.model)
-        self.image_size = int(image_size or data_config["input_size"][-1])
-        self.mean = torch.tensor(data_config["mean"], device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(data_config["std"], device=self.device).view(1, 3, 1, 1)
-        with torch.inference_mode():  # the pooled width; num_features misses e.g. MobileNetV3's head
-            probe = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device)
-            self.dim = int(self.model(probe).shape[-1])
-
-    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, H, W, 3] -> normalised float [B, 3, S, S] on the model's device."""
-        x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = torch.nn.functional.interpolate(
-                x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True
-            )
-        return (x - self.mean) / self.std
-
-    @torch.inference_mode()
-    def embed(self, images: torch.Tensor) -> np.ndarray:
-        """Embeddings [B, D] of a batch of uint8 crops [B, H, W, 3]."""
-        x = self.preprocess(images)
-        with autocast_on(self.device):
-            out = self.model(x)
-        return out.float().cpu().numpy()
-
-
-@register_backbone("hf_audio")
-class HFAudioBackbone(Backbone):
-    """A transformers speech encoder (WavLM, wav2vec2, HuBERT) read at one hidden layer.
-
-    The conv front end's stride and receptive field give each native frame's centre time, which
-    `vapipe.features.alignment.pool_to_frames` maps onto video frames.
-    """
-
-    modality = "audio"
-    sample_rate = 16_000
-
-    def __init__(
-        self,
-        name: str,
-        id: str,
-        pretrained: bool = False,
-        weights: str | None = None,
-        architecture: str | None = None,
-        config: dict | None = None,
-        layer: int = -1,
-        normalize: bool = True,
-        chunk_seconds: float = 20.0,
-        device: str = "cpu",
-    ):
-        from transformers import AutoConfig, AutoModel
-
-        super().__init__(name, device)
-        if pretrained or weights:
-            self.model = AutoModel.from_pretrained(str(weights or id))
-        else:
-            if not architecture:
-                raise ValueError(
-                    f"backbone '{name}': pretrained: false needs 'architecture' (e.g. wavlm), "
-                    "since the hub config of the id cannot be fetched"
-                )
-            self.model = AutoModel.from_config(AutoConfig.for_model(architecture, **(config or {})))
-        self.model.eval().requires_grad_(False).to(self.device)
-        cfg = self.model.config
-        self.hop = int(np.prod(cfg.conv_stride))
-        self.receptive_field = 1 + int(
-            sum((k - 1) * np.prod(cfg.conv_stride[:i]) for i, k in enumerate(cfg.conv_kernel))
-        )
-        self.layer = layer
-        self.normalize = normalize
-        self.chunk_samples = int(chunk_seconds * self.sample_rate)
-        self.dim = int(cfg.hidden_size)
-
-    @torch.inference_mode()
-    def embed_waveform(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Native features [M, D] of a 16 kHz waveform and each frame's centre time in seconds.
-
-        Long audio runs in chunks of `chunk_seconds`; each chunk's frames keep their absolute times.
-        """
-        features, centres = [], []
-        for start in range(0, len(samples), self.chunk_samples):
-            chunk = np.asarray(samples[start : start + self.chunk_samples], dtype=np.float32)
-            if len(chunk) < self.receptive_field:
-                if start > 0:
-                    break  # a tail shorter than one frame adds nothing
-                chunk = np.pad(chunk, (0, self.receptive_field - len(chunk)))
-            if self.normalize:
-                chunk = (chunk - chunk.mean()) / np.sqrt(chunk.var() + 1e-7)
-            x = torch.from_numpy(chunk).to(self.device)[None]
-            with autocast_on(self.device):
-                out = self.model(x, output_hidden_states=True)
-            hidden = out.hidden_states[self.layer][0].float().cpu().numpy()
-            features.append(hidden)
-            centres.append(
-                start / self.sample_rate
-                + native_frame_centres(len(hidden), self.hop, self.receptive_field, self.sample_rate)
-            )
-        return np.concatenate(features), np.concatenate(centres)
 
 
 def autocast_on(device: torch.device):
@@ -201,3 +135,7 @@ def autocast_on(device: torch.device):
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
     return torch.autocast("cpu", enabled=False)
+
+
+# The kinds register themselves on import; imported last because they subclass Backbone.
+from vapipe.features import audio_backbones, face_backbones  # noqa: E402,F401

@@ -61,6 +61,9 @@ def write_store(
     valid = np.asarray(valid, dtype=bool)
     if features.ndim != 2 or len(valid) != len(features):
         raise ValueError(f"{path}: features {features.shape} and valid {valid.shape} disagree")
+    for name, array in (extra or {}).items():
+        if np.shape(array) != features.shape:
+            raise ValueError(f"{path}: {name} {np.shape(array)} and features {features.shape} disagree")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -70,8 +73,6 @@ def write_store(
         group.create_array("features", data=features.astype(np.float16), chunks=(rows, features.shape[1]))
         group.create_array("valid", data=valid, chunks=(rows,))
         for name, array in (extra or {}).items():
-            if np.shape(array) != features.shape:
-                raise ValueError(f"{path}: {name} {np.shape(array)} and features {features.shape} disagree")
             group.create_array(name, data=np.asarray(array).astype(np.float16), chunks=(rows, features.shape[1]))
         group.attrs.update({**attrs, "n_rows": int(len(features)), "dim": int(features.shape[1])})
         group.attrs["complete"] = True  # last: a store without it was interrupted

@@ -29,6 +29,16 @@ def trainer_for(system: dict) -> SystemTrainer:
     )
 
 
+def skipped_in_shards(summaries: list[str | Path]) -> set[str]:
+    """Trials an extraction shard skipped (``on_bad_trial: skip``), read from its summary tables."""
+    skipped = set()
+    for path in summaries:
+        table = pd.read_csv(path, sep="\t", keep_default_na=False)
+        if "status" in table:
+            skipped |= set(table.loc[table["status"] == "skipped", "trial"])
+    return skipped
+
+
 def train_fold(
     system_name: str,
     system: dict,
@@ -40,9 +50,13 @@ def train_fold(
     checkpoint_path: str | Path,
     predictions_path: str | Path,
     history_path: str | Path,
+    skip: set[str] = frozenset(),
 ) -> dict:
     """Train `system` on `fold`; writes checkpoint, raw predictions and the training history."""
     train, heldout, test = split_fold(folds, fold)
+    if skip:
+        log.warning("leaving out %d trials skipped during extraction: %s", len(skip), sorted(skip))
+        train, heldout, test = ([t for t in trials if t not in skip] for trials in (train, heldout, test))
     features = list(system["features"])
     log.info("%s fold %s: %d train, %d held-out, %d test trials; features %s",
              system_name, fold, len(train), len(heldout), len(test), features)

@@ -1,0 +1,45 @@
+# Per-frame masks beside the features: voice activity (silero-vad on the audio) and mouth open
+# (MediaPipe face mesh on the crops), one Zarr store per (mask, trial) under results/masks/.
+# Shards are those of the feature extraction; a shard summary exists once its stores are complete.
+
+
+rule detect_voice_activity:
+    input:
+        manifest="results/manifest.tsv",
+        audio=get_shard_audio,
+    output:
+        "results/masks/vad/shards/{shard}.tsv",
+    params:
+        settings=config["masks"]["vad"],
+        n_shards=N_SHARDS,
+    log:
+        "logs/masks/vad/{shard}.log",
+    benchmark:
+        "benchmarks/masks/vad/{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    script:
+        "../scripts/detect_voice_activity.py"
+
+
+rule detect_mouth_open:
+    input:
+        manifest="results/manifest.tsv",
+        crops=dataset_ready(),
+    output:
+        "results/masks/mouth/shards/{shard}.tsv",
+    params:
+        settings=config["masks"]["mouth"],
+        n_shards=N_SHARDS,
+    log:
+        "logs/masks/mouth/{shard}.log",
+    benchmark:
+        "benchmarks/masks/mouth/{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    script:
+        "../scripts/detect_mouth_open.py"

@@ -1,0 +1,19 @@
+"""Voice-activity masks (silero-vad) of one shard of trials, from their videos' 16 kHz WAVs."""
+
+from pathlib import Path
+
+from vapipe.data.manifest import read_manifest
+from vapipe.features.masks import VadSettings, detect_voice_activity_shard
+from vapipe.logs import workflow_step
+
+sm = snakemake  # noqa: F821
+with workflow_step(sm.log[0]):
+    summary = detect_voice_activity_shard(
+        manifest=read_manifest(sm.input.manifest),
+        shard=int(sm.wildcards.shard),
+        n_shards=sm.params.n_shards,
+        audio_paths={Path(p).stem: p for p in sm.input.audio},
+        mask_root="results/masks",
+        settings=VadSettings(**sm.params.settings),
+    )
+    summary.to_csv(sm.output[0], sep="\t", index=False)
