@@ -33,4 +33,5 @@ rule all:
         "results/submission.zip",
         "results/skipped_trials.tsv",
         expand("results/metrics/{system}.tsv", system=config["systems"]),
+        expand("results/tables/{table}.md", table=config.get("tables", {})),
         all_mask_outputs(),

@@ -96,3 +96,14 @@ def mini_dataset_config(root: Path) -> dict:
         "test_list": "names_of_videos_in_each_test_set/test.txt",
         "example_submission": "example.txt",
     }
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny models run fastest on one torch thread, and do not stall when the machine is busy."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,11 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from conftest import REPO
+from vapipe.features.cache import is_complete, read_store
 from vapipe.features.masks import mask_path, read_mask
 from vapipe.submission import validate_submission
 
@@ -102,12 +104,29 @@ def assert_same_outputs(workdir: Path, reference: Path) -> None:
         assert (workdir / name).read_bytes() == (reference / name).read_bytes(), name
 
 
+def store_identity(path: Path) -> tuple[int, int]:
+    """(inode, mtime) of a store's folder and metadata: both change if the store is rewritten."""
+    return path.stat().st_ino, (path / "zarr.json").stat().st_mtime_ns
+
+
 @pytest.mark.slow
-def test_killed_during_extraction_resumes_to_identical_outputs(tiny_run, tmp_path):
+def test_killed_during_extraction_redoes_only_unfinished_trials(tiny_run, tmp_path):
     stores = tmp_path / "results/features/face_mobilenetv3"
     start_and_kill_when(tmp_path, lambda: any(p.name.endswith(".zarr") for p in stores.glob("*")) if stores.is_dir() else False)
     assert not (stores / "shards/0.tsv").exists() or not (stores / "shards/1.tsv").exists()
+    finished = {p.name: store_identity(p) for p in stores.glob("*.zarr") if is_complete(p)}
+    assert finished, "the kill came before any store was complete"
     resume(tmp_path)
+    # The stores finished before the kill were kept as they were; the shards redid only the rest.
+    assert {name: store_identity(stores / name) for name in finished} == finished
+    summary = pd.concat(pd.read_csv(path, sep="\t") for path in sorted((stores / "shards").glob("*.tsv")))
+    status = dict(zip(summary.trial, summary.status))
+    redone = {trial for trial, s in status.items() if s == "computed"}
+    assert {f"{trial}.zarr" for trial, s in status.items() if s == "cached"} <= set(finished)
+    assert redone and not {f"{trial}.zarr" for trial in redone} & set(finished)
+    for path in stores.glob("*.zarr"):  # every store equals the uninterrupted run's
+        ours, reference = read_store(path), read_store(tiny_run / "results/features/face_mobilenetv3" / path.name)
+        assert np.array_equal(ours.features, reference.features) and np.array_equal(ours.valid, reference.valid)
     assert_same_outputs(tmp_path, tiny_run)
 
 
@@ -133,3 +152,56 @@ def test_mask_targets_of_the_tiny_run(tiny_run):
         for row in manifest.itertuples():
             store = read_mask(mask_path(tiny_run / "results/masks", mask, row.trial))
             assert store.features.shape == (row.n_rows, 1) and store.valid.any()
+
+
+def write_override(path: Path, backbones: dict) -> str:
+    """A config file adding backbones to the tiny config (its path, for `configs=`)."""
+    path.write_text(yaml.safe_dump({"backbones": backbones}))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_exported_cache_imports_as_a_backbone_with_equal_stores(tiny_run, tmp_path):
+    result = snakemake(tiny_run, "--cores", "2", "results/exports/face_mobilenetv3.h5")
+    assert result.returncode == 0, result.stderr[-5000:]
+    exported = tiny_run / "results/exports/face_mobilenetv3.h5"
+    imported = {"face_imported": {"kind": "hdf5", "id": str(exported), "input": "face"}}
+    configs = ("config/config.yaml", "tests/config/tiny.yaml", write_override(tmp_path / "import.yaml", imported))
+    shards = [f"results/features/face_imported/shards/{s}.tsv" for s in range(2)]
+    result = snakemake(tiny_run, "--cores", "2", *shards, configs=configs)
+    assert result.returncode == 0, result.stderr[-5000:]
+    manifest = pd.read_csv(tiny_run / "results/manifest.tsv", sep="\t")
+    for trial in manifest.trial:
+        ours = read_store(tiny_run / f"results/features/face_imported/{trial}.zarr")
+        reference = read_store(tiny_run / f"results/features/face_mobilenetv3/{trial}.zarr")
+        assert np.array_equal(ours.features, reference.features) and np.array_equal(ours.valid, reference.valid)
+        assert ours.attrs["kind"] == "hdf5" and ours.attrs["fps"] == reference.attrs["fps"]
+
+
+@pytest.mark.slow
+def test_an_audio_backbone_on_vocals_reads_the_spleeter_output(tiny_run, tmp_path):
+    vocals = {"voice_logmel_vocals": {"kind": "logmel", "id": "logmel", "input": "vocals"}}
+    configs = ("config/config.yaml", "tests/config/tiny.yaml", write_override(tmp_path / "vocals.yaml", vocals))
+    result = snakemake(tiny_run, "-n", "--cores", "2", "results/features/voice_logmel_vocals/shards/0.tsv",
+                       configs=configs)
+    assert result.returncode == 0, result.stderr[-5000:]
+    planned = result.stdout
+    assert "rule separate_vocals" in planned and ".vocals.wav" in planned
+
+
+@pytest.mark.slow
+def test_every_paper_model_trains_through_the_workflow_and_lands_in_the_table(tiny_run):
+    systems = yaml.safe_load((REPO / "config/config.yaml").read_text())["tables"]["demo_models"]["systems"]
+    result = snakemake(tiny_run, "--cores", "2", "results/tables/demo_models.md",
+                       "results/sweeps/tcn_av/official/missing_audio.tsv")
+    assert result.returncode == 0, result.stderr[-5000:]
+    table = (tiny_run / "results/tables/demo_models.md").read_text()
+    for system in systems:
+        assert f"| {system} |" in table
+        log = (tiny_run / f"logs/train_fold/{system}/official.log").read_text()
+        assert "held-out CCC" in log
+    sweep = pd.read_csv(tiny_run / "results/sweeps/tcn_av/official/missing_audio.tsv", sep="\t")
+    assert list(sweep["share"]) == [0.0, 0.1, 0.2, 0.4, 0.6, 0.8]
+    assert (tiny_run / "results/sweeps/tcn_av/official/missing_audio.png").stat().st_size > 10_000
+    history = (tiny_run / "logs/train_fold/dresvyanskiy_audio_v1/official.log").read_text()
+    assert "validation (early stopping / selection)" in history

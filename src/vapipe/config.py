@@ -9,6 +9,10 @@ from vapipe.data.folds import OFFICIAL
 from vapipe.errors import InputError
 
 
+# Features computed elsewhere, imported from an HDF5 file (`vapipe.features.interchange`).
+IMPORTED_KIND = "hdf5"
+
+
 class ConfigError(InputError):
     """The config is inconsistent; the message names the key."""
 
@@ -17,6 +21,7 @@ def check_config(config: dict, config_files: list[str] | None = None) -> None:
     """Raise ConfigError naming the first inconsistent key."""
     from vapipe.features.backbones import BACKBONE_KINDS, backbone_options
     from vapipe.models import MODELS
+    from vapipe.training.run import NON_NEURAL_MODELS
 
     source = ", ".join(str(f) for f in config_files or []) or "config"
     dataset = config["dataset"]
@@ -24,9 +29,14 @@ def check_config(config: dict, config_files: list[str] | None = None) -> None:
     if not dataset.get("demo") and not root.is_dir():
         raise ConfigError(f"{source}: dataset.root '{root}' does not exist; point it at your Aff-Wild2 folder")
     for name, spec in config["backbones"].items():
+        if spec["kind"] == IMPORTED_KIND:
+            extra = sorted(set(spec) - {"kind", "id", "input", "pretrained", "weights"})
+            if extra:
+                raise ConfigError(f"{source}: backbones.{name} (kind hdf5) takes no setting '{extra[0]}'")
+            continue
         if spec["kind"] not in BACKBONE_KINDS:
             raise ConfigError(
-                f"{source}: backbones.{name}.kind '{spec['kind']}' is unknown; known: {', '.join(sorted(BACKBONE_KINDS))}"
+                f"{source}: backbones.{name}.kind '{spec['kind']}' is unknown; known: {', '.join(sorted([*BACKBONE_KINDS, IMPORTED_KIND]))}"
             )
         if spec.get("weights") and not Path(spec["weights"]).exists():
             raise ConfigError(f"{source}: backbones.{name}.weights '{spec['weights']}' does not exist")
@@ -35,17 +45,26 @@ def check_config(config: dict, config_files: list[str] | None = None) -> None:
         except ValueError as error:
             raise ConfigError(f"{source}: {error}") from None
     for name, system in config["systems"].items():
-        if system["model"] not in MODELS:
+        known_models = sorted([*MODELS, *NON_NEURAL_MODELS])
+        if system["model"] not in known_models:
             raise ConfigError(
-                f"{source}: systems.{name}.model '{system['model']}' is unknown; known: {', '.join(sorted(MODELS))}"
+                f"{source}: systems.{name}.model '{system['model']}' is unknown; known: {', '.join(known_models)}"
             )
         for feature in system["features"]:
             if feature not in config["backbones"]:
                 raise ConfigError(f"{source}: systems.{name}.features names unknown backbone '{feature}'")
+        for fold in system.get("folds", []):
+            if fold not in fold_names(config):
+                raise ConfigError(f"{source}: systems.{name}.folds names '{fold}', but the folds are "
+                                  f"{', '.join(fold_names(config))}")
+    for table, spec in config.get("tables", {}).items():
+        for system in spec["systems"]:
+            if system not in config["systems"]:
+                raise ConfigError(f"{source}: tables.{table}.systems names '{system}', which is not under systems")
     submission = config["submission"]
     if submission["system"] not in config["systems"]:
         raise ConfigError(f"{source}: submission.system '{submission['system']}' is not under systems")
-    known_folds = set(fold_names(config))
+    known_folds = set(config["systems"][submission["system"]].get("folds", fold_names(config)))
     for fold in submission["folds"]:
         if fold not in known_folds:
             raise ConfigError(

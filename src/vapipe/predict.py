@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from vapipe.config import IMPORTED_KIND
 from vapipe.data.affwild2 import DatasetError, probe_video
 from vapipe.errors import InputError
 from vapipe.features.alignment import pool_to_frames
@@ -26,7 +27,7 @@ from vapipe.features.audio import decode_audio
 from vapipe.features.backbones import create_backbone
 from vapipe.post.signal import hamming_window_length, smooth_hamming
 from vapipe.training.data import TrialData, fill_invalid
-from vapipe.training.trainer import SystemTrainer
+from vapipe.training.run import load_checkpoint_system
 
 log = logging.getLogger(__name__)
 CROP_SIZE = 112
@@ -122,6 +123,11 @@ def predict_video(
         samples = np.zeros(int(n_rows / fps * 16000), np.float32)
     inputs, valid = {}, {}
     for name, spec in checkpoints[0]["backbones"].items():
+        if spec["kind"] == IMPORTED_KIND or spec["input"] == "vocals":
+            raise InputError(
+                f"backbone '{name}': features imported from HDF5 or computed on Spleeter vocals are "
+                "not supported by predict; train the system on backbones that run on the video itself"
+            )
         backbone = create_backbone(name, spec)
         if backbone.modality == "face_clip":
             raise InputError(f"backbone '{name}': clip backbones (R3D-18) are not supported by predict yet")
@@ -137,7 +143,7 @@ def predict_video(
             valid[name] &= info.has_audio
         inputs[name] = fill_invalid(features, valid[name])
     trial = TrialData(video_path.stem, fps, inputs, valid, labels=None)
-    predictions = np.mean([SystemTrainer.from_checkpoint(c).predict_trial(trial) for c in checkpoints], axis=0)
+    predictions = np.mean([load_checkpoint_system(c).predict_trial(trial) for c in checkpoints], axis=0)
     predictions = interpolate_missing(predictions, found)
     if smoothing_seconds > 0:
         predictions = smooth_hamming(predictions, hamming_window_length(fps, smoothing_seconds))

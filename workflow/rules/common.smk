@@ -2,7 +2,7 @@
 import os
 from functools import lru_cache
 
-from vapipe.config import check_config, fold_names, wildcard_pattern
+from vapipe.config import IMPORTED_KIND, check_config, fold_names, wildcard_pattern
 from vapipe.data.folds import OFFICIAL
 from vapipe.data.manifest import DatasetLayout, read_manifest
 
@@ -14,8 +14,14 @@ except ValueError as error:
 DATASET = DatasetLayout.from_config(config["dataset"])
 FOLDS = fold_names(config)
 N_SHARDS = config["extraction"]["shards"]
-FACE_BACKBONES = [n for n, b in config["backbones"].items() if b["input"] == "face"]
-AUDIO_BACKBONES = [n for n, b in config["backbones"].items() if b["input"] != "face"]
+# Backbones run on face crops or on audio; imported ones come from an HDF5 file.
+IMPORTED_BACKBONES = [n for n, b in config["backbones"].items() if b["kind"] == IMPORTED_KIND]
+FACE_BACKBONES = [
+    n for n, b in config["backbones"].items() if b["input"] == "face" and n not in IMPORTED_BACKBONES
+]
+AUDIO_BACKBONES = [
+    n for n, b in config["backbones"].items() if b["input"] != "face" and n not in IMPORTED_BACKBONES
+]
 KFOLDS = [f for f in FOLDS if f != OFFICIAL]
 SYSTEM_BACKBONES = sorted({name for system in config["systems"].values() for name in system["features"]})
 # Extraction jobs use every core they are given; torch is capped at the machine's cores.
@@ -57,8 +63,15 @@ def shard_videos(shard):
 
 
 def get_shard_audio(wildcards):
-    """WAV files an audio-backbone shard reads."""
-    return [f"results/audio/{video}.wav" for video in shard_videos(wildcards.shard)]
+    """WAV files a shard reads: each video's mixture, or its Spleeter vocals for a backbone on vocals."""
+    backbone = wildcards.get("backbone")
+    track = ".vocals" if backbone and config["backbones"][backbone]["input"] == "vocals" else ""
+    return [f"results/audio/{video}{track}.wav" for video in shard_videos(wildcards.shard)]
+
+
+def get_imported_file(wildcards):
+    """The HDF5 file an imported backbone's stores are written from."""
+    return config["backbones"][wildcards.backbone]["id"]
 
 
 def get_backbone_spec(wildcards):
@@ -85,9 +98,37 @@ def get_system_backbones(wildcards):
     return {name: config["backbones"][name] for name in config["systems"][wildcards.system]["features"]}
 
 
+def system_folds(system):
+    """Folds a system trains on: its own `folds:` list, or every fold of the config."""
+    return config["systems"][system].get("folds", FOLDS)
+
+
+def get_system_folds(wildcards):
+    return system_folds(wildcards.system)
+
+
 def get_system_fold_frames(wildcards):
     """Per-frame predictions of every fold of a system."""
-    return expand("results/predictions/{system}/{fold}/frames.tsv", system=wildcards.system, fold=FOLDS)
+    return expand(
+        "results/predictions/{system}/{fold}/frames.tsv", system=wildcards.system, fold=system_folds(wildcards.system)
+    )
+
+
+def get_system_extra_inputs(wildcards):
+    """Masks a system trains on (train_on: speech) and the text prototypes its model reads."""
+    system = config["systems"][wildcards.system]
+    inputs = {}
+    if system.get("train", {}).get("train_on") == "speech":
+        inputs["masks"] = all_mask_outputs()
+    prototypes = system.get("params", {}).get("prototypes")
+    if prototypes:
+        inputs["prototypes"] = prototypes
+    return inputs
+
+
+def get_table_metrics(wildcards):
+    """Metrics of the systems a results table lists."""
+    return expand("results/metrics/{system}.tsv", system=config["tables"][wildcards.table]["systems"])
 
 
 

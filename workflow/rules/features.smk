@@ -65,3 +65,38 @@ rule embed_audio:
         gpu=1,
     script:
         "../scripts/embed_shard.py"
+
+
+rule import_features:
+    input:
+        manifest="results/manifest.tsv",
+        features=get_imported_file,
+    output:
+        "results/features/{backbone}/shards/{shard}.tsv",
+    wildcard_constraints:
+        backbone=wildcard_pattern(IMPORTED_BACKBONES) if IMPORTED_BACKBONES else "$^",
+    params:
+        spec=get_backbone_spec,
+        n_shards=N_SHARDS,
+        on_bad_trial=config.get("on_bad_trial", "fail"),
+    log:
+        "logs/import_features/{backbone}/{shard}.log",
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/import_features.py"
+
+
+rule export_features:
+    input:
+        shards=lambda wildcards: feature_shards([wildcards.backbone]),
+    output:
+        "results/exports/{backbone}.h5",
+    log:
+        "logs/export_features/{backbone}.log",
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/export_features.py"

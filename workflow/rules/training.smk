@@ -3,6 +3,7 @@
 
 rule train_fold:
     input:
+        unpack(get_system_extra_inputs),
         manifest="results/manifest.tsv",
         folds="results/folds.tsv",
         features=get_system_feature_shards,
@@ -49,7 +50,7 @@ rule score_system:
     output:
         report("results/metrics/{system}.tsv", category="Metrics"),
     params:
-        folds=FOLDS,
+        folds=get_system_folds,
     log:
         "logs/score_system/{system}.log",
     resources:
@@ -57,3 +58,51 @@ rule score_system:
         runtime=10,
     script:
         "../scripts/score_system.py"
+
+
+rule text_prototypes:
+    output:
+        "results/prototypes/{tower}.npy",
+    params:
+        spec=lambda wildcards: config["text_towers"][wildcards.tower],
+    log:
+        "logs/text_prototypes/{tower}.log",
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../scripts/text_prototypes.py"
+
+
+rule missing_audio_sweep:
+    input:
+        model="results/models/{system}/{fold}/model.pt",
+        manifest="results/manifest.tsv",
+        folds="results/folds.tsv",
+        features=get_system_feature_shards,
+    output:
+        table="results/sweeps/{system}/{fold}/missing_audio.tsv",
+        plot=report("results/sweeps/{system}/{fold}/missing_audio.png", category="Missing audio"),
+    log:
+        "logs/missing_audio_sweep/{system}/{fold}.log",
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/missing_audio_sweep.py"
+
+
+rule models_table:
+    input:
+        get_table_metrics,
+    output:
+        report("results/tables/{table}.md", category="Tables"),
+    wildcard_constraints:
+        table=wildcard_pattern(config.get("tables", {})) if config.get("tables") else "$^",
+    params:
+        systems=lambda wildcards: config["tables"][wildcards.table]["systems"],
+        note=lambda wildcards: config["tables"][wildcards.table].get("note", ""),
+    log:
+        "logs/models_table/{table}.log",
+    script:
+        "../scripts/models_table.py"

@@ -1,11 +1,11 @@
 """Embed one shard of trials with one backbone into the Zarr feature cache."""
 
 import os
-from pathlib import Path
 
 import torch
 
 from vapipe.data.manifest import read_manifest
+from vapipe.features.audio import video_of_track
 from vapipe.features.extract import extract_shard
 from vapipe.logs import workflow_step
 from vapipe.training.trainer import resolve_device
@@ -14,7 +14,7 @@ sm = snakemake  # noqa: F821
 with workflow_step(sm.log[0]):
     torch.set_num_threads(max(1, min(sm.threads, os.cpu_count() or 1)))
     manifest = read_manifest(sm.input.manifest)
-    audio = {Path(p).stem: p for p in sm.input.get("audio", [])}
+    audio = {video_of_track(p): p for p in sm.input.get("audio", [])}
     summary = extract_shard(
         backbone_name=sm.wildcards.backbone,
         spec=sm.params.spec,

@@ -24,5 +24,6 @@ with workflow_step(sm.log[0]):
         checkpoint_path=sm.output.model,
         predictions_path=sm.output.predictions,
         history_path=sm.output.history,
+        mask_root="results/masks",
         skip=skipped_in_shards(sm.input.features),
     )

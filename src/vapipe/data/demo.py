@@ -30,7 +30,9 @@ and thin brows grow with positive valence; heavy lowered brows shading the eye s
 vertical furrows (AU4), a pressed narrow mouth with downturned corners, depressor lines (AU15) and
 chin dimpling (AU17) grow with negative valence. Arousal: eye opening (white sclera) and pupil
 size, raised brows with horizontal forehead lines (AU1+2), and head-motion jitter amplitude; in the
-voice, pitch, loudness and syllable rate. A speaker's mouth opens (dark cavity) with the syllable
+voice, pitch, loudness and syllable rate. The voice carries valence too, as smiled speech does:
+formants rise with it (up to +-25%: lip spreading shortens the vocal tract) and the voice gets
+brighter (less low-pass tilt). A speaker's mouth opens (dark cavity) with the syllable
 envelope of their own voice only. The crop is tight (face ~90% of its height) so that per-trial
 background colour and lighting stay nuisances rather than the main content.
 """
@@ -657,13 +659,14 @@ def _formant_filter(formants: Floats) -> tuple[Floats, Floats]:
 
 
 def _voice(
-    rng: np.random.Generator, n: int, turns: list[Span], arousal: Floats, ident: _Identity
+    rng: np.random.Generator, n: int, turns: list[Span], arousal: Floats, valence: Floats, ident: _Identity
 ) -> tuple[Floats, Floats]:
-    """One speaker at 48 kHz and its syllable envelope; pitch, rate, loudness rise with arousal."""
+    """One speaker at 48 kHz and its syllable envelope; pitch, rate, loudness rise with arousal,
+    formants and brightness with valence (smiled speech)."""
     voice, envelope = np.zeros(n), np.zeros(n)
     for start, stop in turns:
         s0, s1 = int(start * AUDIO_RATE), min(n, int(stop * AUDIO_RATE))
-        a = arousal[s0:s1]
+        a, v = arousal[s0:s1], valence[s0:s1]
         t = np.arange(s1 - s0) / AUDIO_RATE
         intonation = 1 + 0.06 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * t)
         f0 = ident.f0 * (1 + 0.6 * (a + 1) / 2) * intonation
@@ -676,8 +679,10 @@ def _voice(
         shaped = np.empty_like(source)
         for k, vowel in enumerate(rng.integers(len(_VOWELS), size=index[-1] + 1)):
             part = slice(bounds[k], bounds[k + 1])
-            b, den = _formant_filter(_VOWELS[vowel] * ident.formant_scale)
+            smile = float(np.mean(v[part])) if bounds[k + 1] > bounds[k] else 0.0
+            b, den = _formant_filter(_VOWELS[vowel] * ident.formant_scale * (1 + 0.25 * smile))
             y = lfilter(b, den, source[part])
+            y = lfilter([1.0 - 0.6 * (1 - smile) / 2], [1.0, -0.6 * (1 - smile) / 2], y)  # darker when sad
             shaped[part] = y / (np.sqrt(np.mean(y**2)) + 1e-9)
         shaped += 0.05 * rng.standard_normal(len(shaped))
         voice[s0:s1] = 0.07 * 10 ** (0.35 * a) * env * shaped  # +-7 dB with arousal
@@ -728,7 +733,8 @@ def _audio(seed: int, video: _Video, signals: list[_TrialSignals]) -> _Audio:
     clean, envelopes, speaking = np.zeros(n), [], []
     for person, sig in zip(turns, signals):
         arousal = np.interp(t, np.arange(len(sig.arousal)) / float(video.fps), sig.arousal)
-        voice, env = _voice(rng, n, person, arousal, sig.identity)
+        valence = np.interp(t, np.arange(len(sig.valence)) / float(video.fps), sig.valence)
+        voice, env = _voice(rng, n, person, arousal, valence, sig.identity)
         clean += voice
         envelopes.append(env)
         mask = np.zeros(n, dtype=bool)

@@ -69,3 +69,8 @@ def extract_audio(video_path: str | Path, wav_path: str | Path) -> float:
     samples = decode_audio(video_path)
     write_wav(wav_path, samples)
     return len(samples) / SAMPLE_RATE
+
+
+def video_of_track(path: str | Path) -> str:
+    """The video a workflow audio track belongs to: results/audio/{video}[.vocals].wav."""
+    return Path(path).name.removesuffix(".wav").removesuffix(".vocals")

@@ -210,8 +210,11 @@ def extract_shard(
     audio_paths: dict[str, str],
     device: str = "cpu",
     on_bad_trial: str = "fail",
+    backbone: Backbone | None = None,
 ) -> pd.DataFrame:
     """Fill the cache for one (backbone, shard); returns one summary row per trial.
+
+    `backbone` is built from `spec` when not given (the benchmark passes one it built already).
 
     A trial whose files are bad (e.g. a crop that is not an image) stops the job, or with
     ``on_bad_trial='skip'`` gets no store and a summary row with status 'skipped' and the reason.
@@ -233,7 +236,8 @@ def extract_shard(
     )
     if not todo:
         return pd.DataFrame(summary)
-    backbone = create_backbone(backbone_name, spec, device=device)
+    if backbone is None:
+        backbone = create_backbone(backbone_name, spec, device=device)
     if backbone.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     native_by_video: dict[str, tuple[np.ndarray, np.ndarray]] = {}

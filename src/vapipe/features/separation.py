@@ -258,13 +258,37 @@ def _energy(signal: np.ndarray) -> float:
     return float(np.sum(signal**2)) + 1e-20
 
 
+def magnitude_spectrogram(signal: np.ndarray) -> np.ndarray:
+    """|STFT| with a 32 ms Hann window and a 10 ms hop at 16 kHz, [bins, frames]."""
+    from scipy.signal import stft
+
+    return np.abs(stft(np.asarray(signal, dtype=np.float64), nperseg=512, noverlap=352)[2])
+
+
+def spectral_correlation(estimate: np.ndarray, clean: np.ndarray, top_db: float = 80.0) -> float:
+    """Correlation of the dB spectrograms of an estimate and of the clean voice.
+
+    This is the representation audio features see: a loud voice segment does not outweigh the
+    background left in the pauses, as it does in a waveform correlation. Both are floored `top_db`
+    below the clean voice's peak (librosa's 80 dB convention), so digital silence is comparable.
+    """
+    n = min(len(estimate), len(clean))
+    est, ref = magnitude_spectrogram(estimate[:n]), magnitude_spectrogram(clean[:n])
+    if not ref.any():
+        raise ValueError("the clean voice is silent: its spectrogram has nothing to correlate with")
+    floor = ref.max() * 10 ** (-top_db / 20)
+    est_db, ref_db = (20 * np.log10(np.maximum(m, floor)).ravel() for m in (est, ref))
+    return float(np.corrcoef(est_db, ref_db)[0, 1])
+
+
 def separation_scores(estimate: np.ndarray, clean: np.ndarray, background: np.ndarray) -> dict[str, float]:
-    """How much of an estimate is the clean voice: correlation, and energy ratios in dB.
+    """How much of an estimate is the clean voice: correlations, and energy ratios in dB.
 
     The estimate is projected on (clean, background) by least squares, e = a*clean + b*background
     + rest, as in BSS Eval without its filter allowance: `sir` is target-to-background energy
     (the input SNR for the mixture itself), `sar` is (target + background) to rest, and `si_sdr`
-    is target to everything else, a monotone function of the correlation.
+    is target to everything else, a monotone function of the correlation; `spectral_correlation`
+    compares dB spectrograms instead (see there).
     """
     n = min(len(estimate), len(clean), len(background))
     x, c, b = (np.asarray(a[:n], dtype=np.float64) for a in (estimate, clean, background))
@@ -274,6 +298,7 @@ def separation_scores(estimate: np.ndarray, clean: np.ndarray, background: np.nd
     scale = float(np.dot(x, c) / _energy(c))
     return {
         "correlation": float(np.corrcoef(x, c)[0, 1]),
+        "spectral_correlation": spectral_correlation(x, c),
         "si_sdr": 10 * np.log10(_energy(scale * c) / _energy(x - scale * c)),
         "sir": 10 * np.log10(_energy(target) / _energy(interference)),
         "sar": 10 * np.log10(_energy(target + interference) / _energy(rest)),

@@ -26,4 +26,5 @@ def create_model(name: str, input_dims: dict[str, int], **params) -> torch.nn.Mo
     return MODELS[name](input_dims=input_dims, **params)
 
 
-from vapipe.models import tcn  # noqa: E402,F401  (registers its models)
+# The modules register their models on import.
+from vapipe.models import dasp, dresvyanskiy, iaca, mstcn, sage, tcn  # noqa: E402,F401

@@ -1,0 +1,270 @@
+"""DASP: Distance-aware Soft Prompt learning for multimodal VA estimation (paper 004).
+
+Architecture (sec. 3): per-frame CLIP ViT-B/16 image embeddings (visual) and AST embeddings
+(audio), each projected to a common 256-d space and modelled by a bidirectional GRU (Eq. 1);
+cross-modal attention with the visual stream as query and the audio stream as key and value
+(Eq. 3); gated fusion of the attended audio with the visual context (Eqs. 4-5); a regression head
+with tanh. Distance-aware soft prompting (sec. 3.3) adds a KL term: the fused features, projected
+into CLIP's text space, are compared with nine frozen text prototypes of a 3 x 3 VA grid
+(`vapipe.features.text_prototypes`), and the resulting region distribution is pulled towards
+Gaussian soft labels of the true (v, a) (Eq. 2). Loss = CCC + lambda * KL with lambda = 0.2
+(Eq. 6; the trainer adds `DASP.auxiliary_loss` to its CCC loss).
+
+Departures from the paper, all because this pipeline trains on cached features:
+- DASP fine-tunes CLIP and AST with a small learning rate (sec. 4.1); here both backbones are
+  frozen and only the temporal, fusion and head layers are trained on their cached embeddings.
+- The paper samples frames from 10-s windows; here the model sees the trainer's frame windows.
+
+Where the text is silent (the equations are lost in the paper's text), the choices are:
+- Eq. 2 soft labels: q_k = softmax_k(-||y - c_k||^2 / (2 sigma^2)), sigma = 0.45.
+- Region distribution: p = softmax_k(cos(W f_t, t_k) / tau) with f_t the fused feature, W a
+  learned linear map to the text width, t_k the re-normalised prototype and tau = 0.07 (CLIP's
+  initial temperature), fixed.
+- The KL is KL(q || p), averaged over valid frames.
+- "256 hidden" for the BiGRU is its output width: 128 units per direction, so the bidirectional
+  state lives in the same 256-d space as the projections and the fusion.
+- Eq. 3 is written with one softmax(QK^T / sqrt(d)) V, so one head by default (``heads``).
+- Ablations (Table 2): ``fusion: cross_attention`` is the attended audio added to the visual
+  context (a residual connection; the paper gives no combination rule), ``fusion: gated`` applies
+  the Eq. 4-5 gate to the visual and the (unattended) audio context, ``fusion: both`` is the full
+  model. ``temporal: tcn`` swaps each BiGRU for `vapipe.models.tcn.TemporalConvNet`.
+- The head is Linear-GELU-Dropout-Linear-tanh on the fused feature (the paper does not describe it).
+
+With ``prototypes: null`` the soft-prompt branch is off: `forward` returns only the [B, T, 2]
+predictions (plain CCC regression) and there is no auxiliary loss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vapipe.features.text_prototypes import REGIONS, region_centres
+from vapipe.models import register_model
+from vapipe.models.tcn import TemporalConvNet
+
+# --- pure helpers --------------------------------------------------------------------------------
+
+
+def split_modalities(input_dims: dict[str, int], visual: str | None = None,
+                     audio: str | None = None) -> tuple[str, str]:
+    """(visual, audio) feature names: as given, else the one name starting with 'face' and the other."""
+    if visual is None:
+        faces = [n for n in input_dims if n.startswith("face") and n != audio]
+        if len(faces) != 1:
+            raise ValueError(f"cannot tell the visual feature among {sorted(input_dims)}; set 'visual'")
+        visual = faces[0]
+    if audio is None:
+        others = [n for n in input_dims if n != visual]
+        if len(others) != 1:
+            raise ValueError(f"cannot tell the audio feature among {sorted(input_dims)}; set 'audio'")
+        audio = others[0]
+    for role, name in (("visual", visual), ("audio", audio)):
+        if name not in input_dims:
+            raise ValueError(f"{role} feature '{name}' is not among the inputs {sorted(input_dims)}")
+    if visual == audio:
+        raise ValueError(f"visual and audio are both '{visual}'")
+    return visual, audio
+
+
+def gaussian_soft_labels(va: torch.Tensor, centres: torch.Tensor, sigma: float = 0.45) -> torch.Tensor:
+    """Eq. 2: q_k = exp(-||y - c_k||^2 / 2 sigma^2) / sum_j exp(-||y - c_j||^2 / 2 sigma^2); [..., 2] -> [..., K]."""
+    squared = ((va[..., None, :] - centres) ** 2).sum(dim=-1)
+    return torch.softmax(-squared / (2.0 * sigma**2), dim=-1)
+
+
+def region_kl(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """KL(q || p) = sum_k q_k (log q_k - log p_k) per row ([..., K] -> [...]); 0 log 0 = 0."""
+    return (torch.xlogy(targets, targets) - targets * log_probs).sum(dim=-1)
+
+
+def load_prototypes(prototypes) -> np.ndarray:
+    """Region prototypes [9, D] from a .npy path or an array-like."""
+    if isinstance(prototypes, (str, Path)):
+        array = np.load(Path(prototypes))
+    elif isinstance(prototypes, torch.Tensor):
+        array = prototypes.detach().cpu().numpy()
+    else:
+        array = np.asarray(prototypes)
+    array = array.astype(np.float32)
+    if array.ndim != 2 or array.shape[0] != len(REGIONS):
+        raise ValueError(f"prototypes must be [{len(REGIONS)}, D] (one row per VA region), got {array.shape}")
+    return array
+
+
+# --- paper blocks --------------------------------------------------------------------------------
+
+
+class BiGRUEncoder(nn.Module):
+    """Eq. 1: linear projection to the common width, then a bidirectional GRU of that output width."""
+
+    def __init__(self, in_dim: int, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        if hidden % 2:
+            raise ValueError(f"hidden must be even (two GRU directions), got {hidden}")
+        self.project = nn.Sequential(nn.Linear(in_dim, hidden), nn.Dropout(dropout))
+        self.gru = nn.GRU(hidden, hidden // 2, num_layers=layers, batch_first=True, bidirectional=True,
+                          dropout=dropout if layers > 1 else 0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, D] -> [B, T, hidden]."""
+        return self.gru(self.project(x))[0]
+
+
+TEMPORAL_ENCODERS = {
+    "gru": lambda in_dim, p: BiGRUEncoder(in_dim, p["hidden"], p["gru_layers"], p["dropout"]),
+    "tcn": lambda in_dim, p: TemporalConvNet(in_dim, p["hidden"], p["tcn_levels"], p["tcn_kernel"], p["dropout"]),
+}
+
+
+class CrossModalAttention(nn.Module):
+    """Eq. 3: A = softmax(Q K^T / sqrt(d)) V with Q from the visual, K and V from the audio stream."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+
+    def forward(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """[B, T, H] visual query, [B, T, H] audio context -> [B, T, H] attended audio."""
+        return self.attention(query, context, context, need_weights=False)[0]
+
+
+class GatedFusion(nn.Module):
+    """Eqs. 4-5: g = sigmoid(W_g [x; h_v] + b_g), F = g * x + (1 - g) * h_v."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.gate = nn.Linear(2 * hidden, hidden)
+
+    def forward(self, x: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        """[B, T, H] candidate (attended audio), [B, T, H] visual context -> [B, T, H]."""
+        g = torch.sigmoid(self.gate(torch.cat([x, visual], dim=-1)))
+        return g * x + (1.0 - g) * visual
+
+
+class HierarchicalFusion(nn.Module):
+    """Sec. 3.4: cross-modal attention, then the gate against the visual context (Table 2 'Attn. + Gated')."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.attend = CrossModalAttention(hidden, heads, dropout)
+        self.gate = GatedFusion(hidden)
+
+    def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return self.gate(self.attend(visual, audio), visual)
+
+
+class CrossAttentionFusion(nn.Module):
+    """Table 2 'CM Attn.' ablation: the attended audio added to the visual context (residual)."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.attend = CrossModalAttention(hidden, heads, dropout)
+
+    def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return visual + self.attend(visual, audio)
+
+
+class GatedOnlyFusion(nn.Module):
+    """Table 2 'Gated' ablation: the Eq. 4-5 gate between the audio and the visual context."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.gate = GatedFusion(hidden)
+
+    def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return self.gate(audio, visual)
+
+
+FUSIONS = {"both": HierarchicalFusion, "cross_attention": CrossAttentionFusion, "gated": GatedOnlyFusion}
+
+
+class DistanceAwareSoftPrompt(nn.Module):
+    """Sec. 3.3: log p_k = log_softmax_k(cos(W f, t_k) / tau) over the nine region text prototypes t_k."""
+
+    def __init__(self, hidden: int, prototypes: np.ndarray, temperature: float):
+        super().__init__()
+        self.project = nn.Linear(hidden, prototypes.shape[1])
+        self.register_buffer("prototypes", torch.from_numpy(prototypes))  # frozen; saved in checkpoints
+        self.temperature = float(temperature)
+
+    def forward(self, fused: torch.Tensor) -> torch.Tensor:
+        """[B, T, H] -> [B, T, K] log-probabilities of the regions."""
+        z = nn.functional.normalize(self.project(fused), dim=-1)
+        t = nn.functional.normalize(self.prototypes, dim=-1)
+        return torch.log_softmax(z @ t.T / self.temperature, dim=-1)
+
+
+@register_model("dasp")
+class DASP(nn.Module):
+    """DASP (paper 004): BiGRU per modality, hierarchical fusion, tanh head, soft-prompt KL branch.
+
+    ``forward`` returns ``(va [B, T, 2], {"region_log_probs": [B, T, 9]})`` when ``prototypes`` is
+    set (a .npy path or an array [9, D_text], see `vapipe.features.text_prototypes`), else only
+    ``va``. `auxiliary_loss` is lambda * KL(q || p) over the valid frames.
+    """
+
+    def __init__(
+        self,
+        input_dims: dict[str, int],
+        visual: str | None = None,
+        audio: str | None = None,
+        hidden: int = 256,
+        temporal: str = "gru",
+        fusion: str = "both",
+        heads: int = 1,
+        gru_layers: int = 1,
+        tcn_levels: int = 3,
+        tcn_kernel: int = 5,
+        dropout: float = 0.1,
+        prototypes=None,
+        sigma: float = 0.45,
+        kl_weight: float = 0.2,
+        temperature: float = 0.07,
+    ):
+        super().__init__()
+        if temporal not in TEMPORAL_ENCODERS:
+            raise ValueError(f"temporal '{temporal}' is not one of {', '.join(TEMPORAL_ENCODERS)}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion '{fusion}' is not one of {', '.join(FUSIONS)}")
+        self.visual, self.audio = split_modalities(input_dims, visual, audio)
+        settings = {"hidden": hidden, "gru_layers": gru_layers, "tcn_levels": tcn_levels,
+                    "tcn_kernel": tcn_kernel, "dropout": dropout}
+        self.encoders = nn.ModuleDict({
+            name: TEMPORAL_ENCODERS[temporal](input_dims[name], settings) for name in (self.visual, self.audio)
+        })
+        self.fusion = FUSIONS[fusion](hidden, heads, dropout)
+        self.head = nn.Sequential(
+            nn.Linear(hidden, hidden // 2), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden // 2, 2), nn.Tanh()
+        )
+        self.soft_prompt = (
+            None if prototypes is None
+            else DistanceAwareSoftPrompt(hidden, load_prototypes(prototypes), temperature)
+        )
+        self.register_buffer("centres", torch.from_numpy(region_centres()), persistent=False)
+        self.sigma = float(sigma)
+        self.kl_weight = float(kl_weight)
+
+    def forward(self, inputs: dict[str, torch.Tensor]):
+        """{name: [B, T, D]} -> va [B, T, 2], or (va, {"region_log_probs": [B, T, 9]}) with prototypes."""
+        visual = self.encoders[self.visual](inputs[self.visual])
+        audio = self.encoders[self.audio](inputs[self.audio])
+        fused = self.fusion(visual, audio)
+        va = self.head(fused)
+        if self.soft_prompt is None:
+            return va
+        return va, {"region_log_probs": self.soft_prompt(fused)}
+
+    def auxiliary_loss(self, aux: dict[str, torch.Tensor], labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Eq. 6's lambda * KL(q || p), q the Eq. 2 soft labels of `labels` [B, T, 2], over `mask` [B, T] frames.
+
+        Zero when the soft-prompt branch is off or no frame is valid.
+        """
+        keep = mask.bool()
+        if self.soft_prompt is None or "region_log_probs" not in aux or not keep.any():
+            return labels.new_zeros(())
+        targets = gaussian_soft_labels(labels[keep].float(), self.centres, self.sigma)
+        return self.kl_weight * region_kl(aux["region_log_probs"][keep], targets).mean()

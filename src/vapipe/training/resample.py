@@ -1,0 +1,51 @@
+"""Windows at a lower rate than the video's: frames averaged into bins of 1/rate seconds.
+
+Dresvyanskiy et al. train their dynamic models on 5 FPS sequences. A trial of T rows at `fps`
+becomes ceil(T * rate / fps) bins; bin k holds rows with floor(i * rate / fps) == k. Features are
+the mean of the bin's valid rows (the bin is valid if any row is), labels the mean of its
+labelled rows (-5 if none is), and the bin's time is the mean time of its rows, so the
+post-processing interpolates the outputs back onto every frame at the right place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vapipe.training.data import TrialData
+
+
+def bin_index(n_rows: int, fps: float, rate: float) -> np.ndarray:
+    """Bin of every row: floor(i * rate / fps)."""
+    if rate <= 0 or rate > fps:
+        raise ValueError(f"resampling rate {rate} must be in (0, fps={fps}]")
+    return np.floor(np.arange(n_rows) * rate / fps + 1e-9).astype(np.int64)
+
+
+def _bin_mean(values: np.ndarray, keep: np.ndarray, bins: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the kept rows of each bin, and whether the bin had any."""
+    counts = np.bincount(bins, weights=keep.astype(np.float64), minlength=n_bins)
+    sums = np.zeros((n_bins, values.shape[1]))
+    np.add.at(sums, bins[keep], values[keep])
+    has = counts > 0
+    sums[has] /= counts[has, None]
+    return sums, has
+
+
+def resample_trial(trial: TrialData, rate: float) -> TrialData:
+    """The trial at `rate` bins per second (inputs, validity, labels, speech and times)."""
+    bins = bin_index(trial.n_rows, trial.fps, rate)
+    n_bins = int(bins[-1]) + 1
+    inputs, valid = {}, {}
+    for name, x in trial.inputs.items():
+        mean, has = _bin_mean(x, trial.valid[name], bins, n_bins)
+        inputs[name], valid[name] = mean.astype(np.float32), has
+    labels = None
+    if trial.labels is not None:
+        labelled = np.all(trial.labels != -5, axis=1)
+        mean, has = _bin_mean(trial.labels, labelled, bins, n_bins)
+        labels = np.where(has[:, None], mean, -5.0).astype(np.float32)
+    speech = None
+    if trial.speech is not None:
+        speech = np.bincount(bins, weights=trial.speech.astype(float), minlength=n_bins) > 0
+    times, _ = _bin_mean(trial.times[:, None], np.ones(trial.n_rows, bool), bins, n_bins)
+    return TrialData(trial.trial, rate, inputs, valid, labels, speech=speech, times=times[:, 0])

@@ -1,0 +1,172 @@
+"""The shared trainer's options: resampling, normalisations, schedules, early stopping,
+speech-only training, auxiliary losses, KELM systems, the missing-audio sweep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from test_training import synthetic_trials
+from vapipe.evaluation.sweep import dropped_rows, missing_audio_sweep
+from vapipe.training.data import Standardizer, TrialData
+from vapipe.training.kelm_system import KELMSystem
+from vapipe.training.resample import resample_trial
+from vapipe.training.run import inner_validation_split, load_checkpoint_system, trainer_for
+from vapipe.training.trainer import SystemTrainer, TrainConfig, learning_rate_factor, speech_only
+
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_resampling_averages_each_bin_and_keeps_its_time():
+    x = np.arange(12, dtype=np.float32)[:, None]
+    valid = np.ones(12, bool)
+    valid[3] = False  # left out of its bin's mean
+    labels = np.stack([np.arange(12), -np.arange(12) / 10], 1).astype(np.float32)
+    labels[6:9] = -5  # a whole bin unlabelled
+    speech = np.zeros(12, bool)
+    speech[4] = True
+    trial = TrialData("t", 30.0, {"f": x}, {"f": valid}, labels, speech=speech)
+    low = resample_trial(trial, 10.0)  # 3 rows per bin
+    assert low.n_rows == 4 and low.fps == 10.0
+    np.testing.assert_allclose(low.inputs["f"][:, 0], [1, 4.5, 7, 10])
+    np.testing.assert_allclose(low.labels[:, 0], [1, 4, -5, 10])
+    np.testing.assert_allclose(low.labels[:, 1], [-0.1, -0.4, -5, -1], rtol=1e-6)
+    np.testing.assert_array_equal(low.speech, [False, True, False, False])
+    np.testing.assert_allclose(low.times, np.array([1, 4, 7, 10]) / 30)
+    uneven = resample_trial(TrialData("t", 29.97, {"f": x[:10]}, {"f": valid[:10]}, None), 5.0)
+    assert uneven.n_rows == 2 and uneven.valid["f"].all()  # ceil(10 * 5 / 29.97)
+    with pytest.raises(ValueError, match="rate 60"):
+        resample_trial(trial, 60.0)
+
+
+def test_normalizations_use_training_statistics_or_each_trial_own():
+    trials = synthetic_trials(2, 0)
+    for kind in ("zscore", "minmax"):
+        scaler = Standardizer(kind).fit(trials)
+        stacked = np.concatenate([scaler.transform(t)["f"][t.valid["f"], :-1] for t in trials])
+        if kind == "zscore":
+            np.testing.assert_allclose(stacked.mean(0), 0, atol=1e-4)
+        else:
+            np.testing.assert_allclose(stacked.min(0), -1, atol=1e-4)
+            np.testing.assert_allclose(stacked.max(0), 1, atol=1e-4)
+    per_trial = Standardizer("trial_minmax").fit(trials)
+    for t in trials:
+        out = per_trial.transform(t)["f"][t.valid["f"], :-1]
+        np.testing.assert_allclose(out.min(0), -1, atol=1e-4)
+        np.testing.assert_allclose(out.max(0), 1, atol=1e-4)
+    restored = Standardizer().load_state_dict(per_trial.state_dict())
+    assert restored.kind == "trial_minmax"
+    with pytest.raises(ValueError, match="unknown normalization 'rank'"):
+        Standardizer("rank")
+
+
+def test_schedules_warm_up_then_decay_or_restart():
+    cosine = [learning_rate_factor(s, 10, 110, "cosine", 25) for s in range(110)]
+    cyclic = [learning_rate_factor(s, 10, 110, "cyclic", 25) for s in range(110)]
+    assert cosine[0] == pytest.approx(0.1) and cosine[9] == pytest.approx(1.0)
+    assert cosine[10] == pytest.approx(1.0) and cosine[-1] < 0.01
+    assert cyclic[10] == cyclic[35] == cyclic[60] == pytest.approx(1.0)  # restarts every 25 steps
+    assert cyclic[34] < 0.01
+    assert learning_rate_factor(50, 10, 110, "constant", 25) == 1.0
+    with pytest.raises(ValueError, match="unknown schedule 'step'"):
+        TrainConfig(schedule="step")
+
+
+def small_trainer(**train) -> SystemTrainer:
+    config = TrainConfig(**{"epochs": 6, "batch_size": 4, "lr": 3e-3, "seed": 0, "device": "cpu", **train})
+    return SystemTrainer("tcn_fusion", {"hidden": 8, "levels": 2, "kernel_size": 3, "dropout": 0.0},
+                         window=100, stride=60, train=config)
+
+
+def test_early_stopping_keeps_the_best_validation_epoch():
+    train, validation = synthetic_trials(4, 0), synthetic_trials(2, 5)
+    trainer = small_trainer(epochs=40, early_stopping_patience=2, lr=0.05)
+    history = trainer.fit(train, validation=validation)
+    scores = [h["validation_mean"] for h in history]
+    best = int(np.argmax(scores))
+    assert len(history) == best + 3 < 40  # stopped two epochs after the best one
+    assert trainer._score(validation)["mean"] == pytest.approx(scores[best], abs=1e-6)
+
+
+def test_speech_only_training_masks_every_other_frame():
+    trial = synthetic_trials(1, 0)[0]
+    trial.speech = np.arange(trial.n_rows) % 3 == 0
+    labels = speech_only(trial)
+    assert (labels[~trial.speech] == -5).all()
+    np.testing.assert_array_equal(labels[trial.speech], trial.labels[trial.speech])
+    trial.speech = None
+    with pytest.raises(ValueError, match="train_on 'speech' needs its speech masks"):
+        speech_only(trial)
+
+
+def test_a_low_rate_system_predicts_at_bin_times():
+    train = synthetic_trials(3, 0)
+    trainer = small_trainer(rate=5.0, epochs=2)
+    trainer.window, trainer.stride = 20, 10
+    trainer.fit(train)
+    table = trainer.predictions_table(train[:1], "heldout")
+    assert len(table) == 40  # 240 rows at 30 fps = 8 s = 40 bins at 5 fps
+    np.testing.assert_allclose(table["time"].to_numpy()[:2], [2.5 / 30, 8.5 / 30])
+    again = SystemTrainer.from_checkpoint(trainer.state_dict())
+    np.testing.assert_array_equal(again.predict_trial(train[0]), trainer.predict_trial(train[0]))
+
+
+def two_modality_trials(n, seed):
+    out = []
+    for t in synthetic_trials(n, seed):
+        out.append(TrialData(t.trial, t.fps, {"face_a": t.inputs["f"][:, :6], "voice_b": t.inputs["f"][:, 6:]},
+                             {"face_a": t.valid["f"], "voice_b": t.valid["f"]}, t.labels))
+    return out
+
+
+def test_an_auxiliary_loss_model_trains_and_predicts_through_the_trainer(tmp_path):
+    prototypes = np.random.default_rng(0).normal(size=(9, 16)).astype(np.float32)
+    np.save(tmp_path / "p.npy", prototypes)
+    trainer = SystemTrainer("dasp", {"hidden": 16, "prototypes": str(tmp_path / "p.npy")}, window=60, stride=40,
+                            train=TrainConfig(epochs=2, batch_size=4, device="cpu"))
+    trials = two_modality_trials(2, 0)
+    history = trainer.fit(trials)
+    assert np.isfinite(history[-1]["loss"])
+    prediction = trainer.predict_trial(trials[0])
+    assert prediction.shape == (240, 2) and np.abs(prediction).max() <= 1
+
+
+def test_kelm_system_fits_selects_and_round_trips():
+    system = trainer_for({"model": "kelm", "features": ["f"], "params": {"window_seconds": 1.0, "step_seconds": 0.5}})
+    train, validation, test = synthetic_trials(4, 0), synthetic_trials(2, 3), synthetic_trials(2, 7)
+    history = system.fit(train, validation=validation)
+    assert history[0]["kernel"] in ("linear", "rbf") and len(system.regressor.selection_) == 12
+    assert system.score(test)["mean"] > 0.5
+    table = system.predictions_table(test[:1], "heldout")
+    assert len(table) == 15 and table["time"].is_monotonic_increasing  # 8 s, 1 s windows every 0.5 s
+    again = load_checkpoint_system(system.state_dict())
+    assert isinstance(again, KELMSystem)
+    np.testing.assert_array_equal(again.predict_trial(test[0]), system.predict_trial(test[0]))
+
+
+def test_inner_validation_split_holds_out_whole_videos_reproducibly():
+    manifest = pd.DataFrame({"trial": ["a_left", "a_right", "b", "c", "d", "e"],
+                             "video": ["a", "a", "b", "c", "d", "e"]})
+    train, validation = inner_validation_split(list(manifest.trial), manifest, 0.4, seed=0)
+    assert sorted(train + validation) == sorted(manifest.trial)
+    assert len({manifest.set_index("trial").video[t] for t in validation}) == 2
+    assert ("a_left" in validation) == ("a_right" in validation)
+    assert inner_validation_split(list(manifest.trial), manifest, 0.4, seed=0) == (train, validation)
+
+
+def test_missing_audio_sweep_degrades_from_the_intact_score():
+    trials = two_modality_trials(4, 0)
+    trainer = SystemTrainer("tcn_fusion", {"hidden": 8, "levels": 2, "kernel_size": 3}, window=100, stride=60,
+                            train=TrainConfig(epochs=4, batch_size=4, lr=3e-3, device="cpu"))
+    trainer.fit(trials[:3])
+    table = missing_audio_sweep(trainer, trials[3:], ["voice_b"])
+    assert list(table.share) == [0.0, 0.1, 0.2, 0.4, 0.6, 0.8]
+    assert table.loc[0, "mean"] == pytest.approx(trainer.score(trials[3:])["mean"])
+    assert table["mean"].nunique() > 1
+    rows = dropped_rows(200, 0.2, np.random.default_rng(0))
+    assert rows.sum() == 40
+    with pytest.raises(ValueError, match="no audio features"):
+        missing_audio_sweep(trainer, trials[3:], [])
