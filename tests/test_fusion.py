@@ -1,0 +1,225 @@
+"""Late fusion (issue 5): DWF and RF stacking (paper 001, sec. 3.3), fold handling (paper 000)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vapipe.errors import InputError
+from vapipe.evaluation.metrics import ccc, va_scores
+from vapipe.fusion import (
+    DirichletWeightedFusion,
+    ForestFusion,
+    align_predictions,
+    average_folds,
+    dirichlet_pool,
+    frame_labels,
+    fused_table,
+    out_of_fold_predictions,
+    pool_ccc,
+    targetwise_fold_selection,
+)
+from vapipe.fusion.dirichlet import moments
+
+
+def truth_and_noise(n=3000, seed=0):
+    """Base model 0 = labels + small noise, model 1 = pure noise; every 10th frame unannotated (-5)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.uniform(-1, 1, (n, 2))
+    good = labels + rng.normal(0, 0.1, (n, 2))
+    noise = rng.normal(0, 0.5, (n, 2))
+    labels[::10] = -5.0
+    return np.stack([good, noise], axis=1), labels
+
+
+def table(trial_frames, values, subset="test"):
+    """Per-frame table from [(trial, frame)] and [N, 2] values."""
+    trials, frames = zip(*trial_frames)
+    values = np.asarray(values, dtype=float)
+    return pd.DataFrame({"trial": trials, "frame": frames, "valence": values[:, 0],
+                         "arousal": values[:, 1], "set": subset})
+
+
+# --- Dirichlet weighted fusion ---------------------------------------------------------------
+
+def test_dirichlet_pool_lies_on_the_simplex_and_follows_the_seed():
+    pool = dirichlet_pool(3, 2000, seed=4)
+    assert pool.shape == (2000, 3)
+    assert (pool >= 0).all()
+    np.testing.assert_allclose(pool.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(pool, dirichlet_pool(3, 2000, seed=4))
+    assert not np.array_equal(pool, dirichlet_pool(3, 2000, seed=5))
+    # Dirichlet(1, 1, 1) is uniform on the simplex: each weight has mean 1/3.
+    np.testing.assert_allclose(pool.mean(axis=0), 1 / 3, atol=0.02)
+
+
+def test_pool_ccc_from_moments_equals_the_ccc_of_each_fused_prediction():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(0.2, 1, (500, 3)) * [1, 2, 0.5], rng.normal(0, 1, 500)
+    pool = dirichlet_pool(3, 20, seed=0)
+    expected = [ccc(x @ w, y) for w in pool]
+    np.testing.assert_allclose(pool_ccc(pool, moments(x, y)), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_dwf_favours_the_model_that_tracks_the_labels_for_both_targets():
+    preds, labels = truth_and_noise()
+    dwf = DirichletWeightedFusion(pool_size=1000, seed=0).fit(preds, labels)
+    for target in ("valence", "arousal"):
+        weights = dwf.weights_[target]
+        assert weights.sum() == pytest.approx(1.0)
+        assert weights[0] > 0.85, (target, weights)
+    # The reported score is the CCC of the fused prediction on the annotated frames only.
+    scores = va_scores(dwf.predict(preds), labels)
+    assert dwf.fit_scores_["valence"] == pytest.approx(scores["valence"])
+    assert dwf.fit_scores_["arousal"] == pytest.approx(scores["arousal"])
+    assert dwf.fit_scores_["n_frames"] == 2700
+    assert scores["mean"] > va_scores(preds[:, 0], labels)["mean"] - 1e-9  # w = (1, 0) is no better
+
+
+def test_dwf_same_seed_same_weights_and_valence_arousal_drawn_separately():
+    preds, labels = truth_and_noise(seed=2)
+    first = DirichletWeightedFusion(pool_size=1000, seed=7).fit(preds, labels)
+    again = DirichletWeightedFusion(pool_size=1000, seed=7).fit(preds, labels)
+    other = DirichletWeightedFusion(pool_size=1000, seed=8).fit(preds, labels)
+    for target in ("valence", "arousal"):
+        np.testing.assert_array_equal(first.weights_[target], again.weights_[target])
+        assert not np.array_equal(first.weights_[target], other.weights_[target])
+    assert not np.array_equal(first.weights_["valence"], first.weights_["arousal"])
+
+
+def test_dwf_grouped_cv_scores_frames_with_weights_chosen_elsewhere():
+    preds, labels = truth_and_noise()
+    groups = np.repeat(np.arange(10), 300)
+    dwf = DirichletWeightedFusion(pool_size=1000, seed=0).fit(preds, labels, groups=groups)
+    assert dwf.cv_scores_["n_frames"] == 2700
+    # Two weights chosen on 2430 frames: the held-out score is close to the fitted one, not above it.
+    assert dwf.fit_scores_["mean"] - 0.02 < dwf.cv_scores_["mean"] <= dwf.fit_scores_["mean"] + 1e-9
+    summary = dwf.summary(models=["face", "audio"])
+    assert set(summary["weights"]["valence"]) == {"face", "audio"}
+
+
+def test_dwf_refuses_a_pool_below_the_minimum_and_mismatched_shapes():
+    preds, labels = truth_and_noise(n=100)
+    with pytest.raises(ValueError, match="below the minimum 1000 for 2 models"):
+        DirichletWeightedFusion(pool_size=999).fit(preds, labels)
+    three = np.concatenate([preds, preds[:, :1]], axis=1)
+    with pytest.raises(ValueError, match="minimum 2000 for 3 models"):
+        DirichletWeightedFusion(pool_size=1000).fit(three, labels)
+    dwf = DirichletWeightedFusion(pool_size=1000).fit(preds, labels)
+    with pytest.raises(ValueError, match="fitted on 2 models, got 3"):
+        dwf.predict(three)
+
+
+# --- random-forest stacking ------------------------------------------------------------------
+
+def smooth(rng, n, width=25):
+    kernel = np.hanning(width) / np.hanning(width).sum()
+    return 4 * np.convolve(rng.normal(size=n + width), kernel, mode="same")[width // 2 : width // 2 + n]
+
+
+def smooth_trials(n_trials=8, length=250, seed=0):
+    """Per trial, smooth labels and two base models = 0.3 x labels + smooth trial-specific drift."""
+    rng = np.random.default_rng(seed)
+    preds, labels = [], []
+    for _ in range(n_trials):
+        y = np.tanh(np.stack([smooth(rng, length), smooth(rng, length)], axis=1))
+        drift = [np.stack([smooth(rng, length), smooth(rng, length)], axis=1) for _ in range(2)]
+        preds.append(np.stack([0.3 * y + d for d in drift], axis=1))
+        labels.append(y)
+    return np.concatenate(preds), np.concatenate(labels), np.repeat(np.arange(n_trials), length)
+
+
+def test_forest_out_of_bag_ccc_is_optimistic_on_smooth_trials_and_grouped_cv_is_not():
+    preds, labels, groups = smooth_trials()
+    labels[:5] = -5.0
+    forest = ForestFusion(seed=0, n_estimators_grid=(10, 20)).fit(preds, labels, groups)
+    assert len(forest.selection_) == 2 * 2 * 2  # targets x criteria x sizes
+    for i, target in enumerate(("valence", "arousal")):
+        params = forest.params_[target]
+        assert params["n_estimators"] in (10, 20)
+        chosen = forest.selection_.query("target == @target")
+        assert forest.oob_ccc_[target] == pytest.approx(chosen["oob_ccc"].max())
+        # oob_score_ is the callable's CCC of the forest's own out-of-bag predictions.
+        model = forest.models_[target]
+        assert model.oob_score_ == pytest.approx(ccc(model.oob_prediction_, labels[5:, i]))
+        # Neighbouring frames leak into the bag: out-of-bag looks good, unseen trials do not.
+        assert forest.oob_ccc_[target] > forest.grouped_cv_ccc_[target] + 0.25, (
+            forest.oob_ccc_, forest.grouped_cv_ccc_)
+    assert forest.predict(preds).shape == (len(preds), 2)
+
+
+def test_forest_warm_start_grid_equals_fresh_forests_and_follows_the_seed():
+    preds, labels, groups = smooth_trials(n_trials=4, length=150, seed=3)
+    def fit(grid):
+        forest = ForestFusion(seed=1, n_estimators_grid=grid, criteria=("squared_error",))
+        return forest.fit(preds, labels, groups)
+
+    grown, fresh = fit((5, 10)), fit((5,))
+    small = grown.selection_.query("n_estimators == 5")["oob_ccc"].to_numpy()
+    np.testing.assert_allclose(small, fresh.selection_["oob_ccc"].to_numpy())
+    again = fit((5, 10))
+    np.testing.assert_array_equal(grown.predict(preds), again.predict(preds))
+    assert grown.grouped_cv_ccc_ == again.grouped_cv_ccc_
+
+
+# --- tables and folds ------------------------------------------------------------------------
+
+def test_align_matches_rows_by_trial_and_frame_not_by_position():
+    a = table([("t1", 1), ("t1", 2), ("t2", 1)], [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]])
+    b = a.iloc[::-1].assign(valence=lambda t: -t["valence"], arousal=lambda t: -t["arousal"])
+    keys, preds = align_predictions({"a": a, "b": b})
+    assert keys[["trial", "frame"]].values.tolist() == [["t1", 1], ["t1", 2], ["t2", 1]]
+    assert keys["set"].tolist() == ["test"] * 3
+    np.testing.assert_allclose(preds[:, 0], a[["valence", "arousal"]].to_numpy())
+    np.testing.assert_allclose(preds[:, 1], -preds[:, 0])
+    back = fused_table(keys, preds[:, 0])
+    pd.testing.assert_frame_equal(back, a.reset_index(drop=True), check_dtype=False)
+
+
+def test_align_names_the_model_and_trial_that_miss_frames():
+    a = table([("t1", 1), ("t1", 2), ("t2", 1)], np.zeros((3, 2)))
+    b = a.iloc[[0, 2]]
+    with pytest.raises(InputError, match=r"model 'b' lacks 1 frame\(s\) of trial 't1' that model 'a' predicts"):
+        align_predictions({"a": a, "b": b})
+    with pytest.raises(InputError, match="frame 1 of trial 't1' appears more than once"):
+        align_predictions({"a": a, "b": pd.concat([a, a.iloc[:1]])})
+    with pytest.raises(InputError, match="model 'b': frame 1 of trial 't1' is in set 'heldout'"):
+        align_predictions({"a": a, "b": a.assign(set="heldout")})
+
+
+def test_frame_labels_index_annotation_rows_by_frame(tmp_path):
+    path = tmp_path / "t1.txt"
+    path.write_text("valence,arousal\n0.1,0.2\n-5,-5\n0.5,-0.5\n")
+    manifest = pd.DataFrame({"trial": ["t1"], "annotation_path": [str(path)]})
+    keys = pd.DataFrame({"trial": ["t1", "t1"], "frame": [3, 2]})
+    np.testing.assert_allclose(frame_labels(keys, manifest), [[0.5, -0.5], [-5, -5]])
+
+
+def test_out_of_fold_predictions_take_each_folds_heldout_frames_once():
+    k0 = pd.concat([table([("a", 1)], [[0.1, 0.1]], "heldout"), table([("x", 1)], [[9, 9]], "test")])
+    k1 = pd.concat([table([("b", 1)], [[0.2, 0.2]], "heldout"), table([("x", 1)], [[8, 8]], "test")])
+    official = table([("a", 1)], [[7, 7]], "heldout")
+    oof = out_of_fold_predictions({"official": official, "k0": k0, "k1": k1})
+    assert oof["trial"].tolist() == ["a", "b"]
+    np.testing.assert_allclose(oof["valence"], [0.1, 0.2])
+    with pytest.raises(InputError, match="trial 'a' is held out in more than one fold \\(k0, k1\\)"):
+        out_of_fold_predictions({"k0": k0, "k1": pd.concat([k1, table([("a", 1)], [[0, 0]], "heldout")])})
+
+
+def test_average_folds_and_targetwise_selection():
+    keys = [("x", 1), ("x", 2)]
+    heldout = table([("h", 1)], [[0, 0]], "heldout")  # differs per fold: must be ignored
+    folds = {
+        "k0": pd.concat([heldout, table(keys, [[0.0, 1.0], [0.2, 1.0]])]),
+        "k1": pd.concat([heldout.assign(trial="g"), table(keys, [[0.4, -1.0], [0.6, -1.0]])]),
+        "k2": table(keys, [[0.8, 0.0], [1.0, 0.0]]),
+    }
+    mean = average_folds(folds)
+    np.testing.assert_allclose(mean["valence"], [0.4, 0.6])
+    np.testing.assert_allclose(mean["arousal"], [0.0, 0.0])
+    scores = {"k0": {"valence": 0.3, "arousal": 0.6}, "k1": {"valence": 0.5, "arousal": 0.2},
+              "k2": {"valence": 0.5, "arousal": 0.1}, "kfold_pooled": {"valence": 0.9, "arousal": 0.9}}
+    selected, chosen = targetwise_fold_selection(scores, folds)
+    assert chosen == {"valence": "k1", "arousal": "k0"}  # k1 ties k2 on valence and comes first
+    np.testing.assert_allclose(selected[["valence", "arousal"]], [[0.4, 1.0], [0.6, 1.0]])
+    with pytest.raises(InputError, match="fold 'k2' has no held-out arousal CCC"):
+        targetwise_fold_selection({**scores, "k2": {"valence": 0.1}}, folds)
