@@ -142,6 +142,8 @@ def test_kelm_system_fits_selects_and_round_trips():
     assert system.score(test)["mean"] > 0.5
     table = system.predictions_table(test[:1], "heldout")
     assert len(table) == 15 and table["time"].is_monotonic_increasing  # 8 s, 1 s windows every 0.5 s
+    with pytest.raises(ValueError, match="KELM: the validation trials give 1 window"):
+        trainer_for({"model": "kelm", "features": ["f"], "params": {"window_seconds": 8.0}}).fit(train, validation=validation[:1])
     again = load_checkpoint_system(system.state_dict())
     assert isinstance(again, KELMSystem)
     np.testing.assert_array_equal(again.predict_trial(test[0]), system.predict_trial(test[0]))

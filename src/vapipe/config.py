@@ -30,7 +30,7 @@ def check_config(config: dict, config_files: list[str] | None = None) -> None:
         raise ConfigError(f"{source}: dataset.root '{root}' does not exist; point it at your Aff-Wild2 folder")
     for name, spec in config["backbones"].items():
         if spec["kind"] == IMPORTED_KIND:
-            extra = sorted(set(spec) - {"kind", "id", "input", "pretrained", "weights"})
+            extra = sorted(set(spec) - {"kind", "id", "input", "pretrained", "weights", "seed"})  # schema defaults
             if extra:
                 raise ConfigError(f"{source}: backbones.{name} (kind hdf5) takes no setting '{extra[0]}'")
             continue

