@@ -83,7 +83,11 @@ def region_kl(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def load_prototypes(prototypes) -> np.ndarray:
     """Region prototypes [9, D] from a .npy path or an array-like."""
+    source = "prototypes"
     if isinstance(prototypes, (str, Path)):
+        source = str(prototypes)
+        if not Path(prototypes).is_file():
+            raise FileNotFoundError(f"{source}: DASP prototypes file does not exist (rule text_prototypes makes it)")
         array = np.load(Path(prototypes))
     elif isinstance(prototypes, torch.Tensor):
         array = prototypes.detach().cpu().numpy()
@@ -91,7 +95,7 @@ def load_prototypes(prototypes) -> np.ndarray:
         array = np.asarray(prototypes)
     array = array.astype(np.float32)
     if array.ndim != 2 or array.shape[0] != len(REGIONS):
-        raise ValueError(f"prototypes must be [{len(REGIONS)}, D] (one row per VA region), got {array.shape}")
+        raise ValueError(f"{source}: prototypes must be [{len(REGIONS)}, D] (one row per VA region), got {array.shape}")
     return array
 
 
