@@ -1,6 +1,11 @@
 # vapipe: ABAW valence-arousal estimation as a two-stage feature-cache pipeline.
 #   snakemake --cores 8 results/submission.zip
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
+
+from vapipe.config import ConfigError
+from vapipe.evaluation.paper_rows import load_paper_rows, materialize_rows
 
 min_version("9.0")
 
@@ -11,6 +16,17 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+validate(config, schema="workflow/schemas/config.schema.yaml")
+# The config's own systems (rule all); the paper rows' systems and fusions join them below.
+CONFIG_SYSTEMS = list(config["systems"])
+# A relative paper_rows path is inside the repository, like separation.requirements.
+PAPERS = load_paper_rows(Path(workflow.basedir) / config["paper_rows"]) if config.get("paper_rows") else {}
+try:
+    ROW_SYSTEMS, ROW_FUSIONS = materialize_rows(config, PAPERS)
+except ConfigError as error:
+    raise WorkflowError(f"{config['paper_rows']}: {error}") from None
+config["systems"].update(ROW_SYSTEMS)
+config["fusions"] = {**config.get("fusions", {}), **ROW_FUSIONS}
 validate(config, schema="workflow/schemas/config.schema.yaml")
 
 
@@ -24,14 +40,24 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/training.smk"
+include: "workflow/rules/fusion.smk"
+include: "workflow/rules/rows.smk"
 include: "workflow/rules/submission.smk"
 include: "workflow/rules/separation.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
     input:
         "results/submission.zip",
         "results/skipped_trials.tsv",
-        expand("results/metrics/{system}.tsv", system=config["systems"]),
+        expand("results/metrics/{system}.tsv", system=CONFIG_SYSTEMS),
         expand("results/tables/{table}.md", table=config.get("tables", {})),
         all_mask_outputs(),
+        # the report's figures (snakemake --report results/report.html) and the papers' tables
+        expand("results/figures/{system}/traces.png", system=config["report"]["systems"]),
+        [f"results/sweeps/{run}/missing_audio.png" for run in config["report"]["missing_audio"]],
+        expand("results/fusion/{fusion}/fusion.png", fusion=FUSIONS),
+        expand("results/tables/{paper}.md", paper=PAPERS),

@@ -19,6 +19,7 @@ from vapipe.fusion import (
     targetwise_fold_selection,
 )
 from vapipe.fusion.dirichlet import moments
+from vapipe.fusion.run import FIT_ROW, fuse_systems
 
 
 def truth_and_noise(n=3000, seed=0):
@@ -223,3 +224,73 @@ def test_average_folds_and_targetwise_selection():
     np.testing.assert_allclose(selected[["valence", "arousal"]], [[0.4, 1.0], [0.6, 1.0]])
     with pytest.raises(InputError, match="fold 'k2' has no held-out arousal CCC"):
         targetwise_fold_selection({**scores, "k2": {"valence": 0.1}}, folds)
+
+
+def test_cross_fitted_predictions_cover_unannotated_frames_from_weights_fitted_elsewhere():
+    rng = np.random.default_rng(5)
+    n, trials = 600, np.repeat(np.arange(6), 100)
+    labels = rng.uniform(-1, 1, (n, 2))
+    preds = np.stack([labels + 0.1 * rng.standard_normal((n, 2)), rng.standard_normal((n, 2))], axis=1)
+    labels[trials == 2] = -5  # an unannotated trial still gets fused predictions
+    dwf = DirichletWeightedFusion(pool_size=1000, seed=0).fit(preds, labels, groups=trials)
+    forest = ForestFusion(seed=0, n_estimators_grid=(10,), criteria=("squared_error",)).fit(preds, labels, trials)
+    for fused in (dwf.cv_predictions_, forest.cv_predictions_):
+        assert fused.shape == (n, 2) and np.isfinite(fused).all()
+        assert np.corrcoef(fused[trials == 2, 0], preds[trials == 2, 0, 0])[0, 1] > 0.9
+    annotated = labels[:, 0] != -5
+    assert dwf.cv_scores_["n_frames"] == annotated.sum()
+    assert dwf.cv_scores_["valence"] == pytest.approx(ccc(dwf.cv_predictions_[annotated, 0], labels[annotated, 0]))
+
+
+def synthetic_system_tables(tmp_path, n_trials=8, n_frames=120, seed=0):
+    """Annotation files, a manifest and two systems' upsampled tables over official + two K folds:
+    'good' is the labels plus small noise, 'noise' is unrelated; the last trial is a test trial."""
+    rng = np.random.default_rng(seed)
+    rows, labels = [], {}
+    for i in range(n_trials):
+        trial = f"v{i}"
+        t = np.arange(n_frames) / 30
+        labels[trial] = np.stack([0.8 * np.sin(t * (1 + i / 3)), 0.6 * np.cos(t * (2 + i / 4))], axis=1)
+        path = tmp_path / f"{trial}.txt"
+        np.savetxt(path, labels[trial], delimiter=",", header="valence,arousal", comments="", fmt="%.5f")
+        rows.append({"trial": trial, "annotation_path": str(path), "fps": 30.0, "n_rows": n_frames})
+    manifest = pd.DataFrame(rows)
+    heldout = {"official": [f"v{i}" for i in range(4)], "k0": [f"v{i}" for i in range(0, 7, 2)],
+               "k1": [f"v{i}" for i in range(1, 7, 2)]}
+
+    def table(system, fold):
+        parts = []
+        for trial in [f"v{i}" for i in range(n_trials)]:
+            subset = "test" if trial == f"v{n_trials - 1}" else "heldout" if trial in heldout[fold] else None
+            if subset is None:
+                continue
+            y = labels[trial]
+            values = y + 0.1 * rng.standard_normal(y.shape) if system == "good" else rng.uniform(-1, 1, y.shape)
+            parts.append(pd.DataFrame({"trial": trial, "frame": np.arange(1, n_frames + 1),
+                                       "valence": values[:, 0], "arousal": values[:, 1], "set": subset}))
+        return pd.concat(parts, ignore_index=True)
+
+    upsampled = {s: {f: table(s, f) for f in heldout} for s in ("good", "noise")}
+    return manifest, upsampled
+
+
+@pytest.mark.parametrize("method", ["dwf", "random_forest"])
+def test_fuse_systems_reports_cross_fitted_scores_and_fuses_the_test_rows(tmp_path, method):
+    manifest, upsampled = synthetic_system_tables(tmp_path)
+    spec = {"method": method, "systems": ["good", "noise"], "pool_size": 1000, "seed": 0, "cv_splits": 3}
+    kfolds = {s: {f: t for f, t in folds.items() if f != "official"} for s, folds in upsampled.items()}
+    frames, summary, metrics, _ = fuse_systems(spec, kfolds, manifest, smoothing_seconds=0.5)
+    heldout, test = frames[frames["set"] == "heldout"], frames[frames["set"] == "test"]
+    assert sorted(heldout["trial"].unique()) == [f"v{i}" for i in range(7)]  # out-of-fold: k0 + k1
+    assert test["trial"].unique().tolist() == ["v7"] and len(test) == 120
+    table = metrics.set_index("fold")
+    assert list(table.index) == [FIT_ROW[method], "grouped_cv", "grouped_cv_smoothed"]
+    assert (table["mean"] > 0.8).all(), table
+    assert summary["systems"] == ["good", "noise"] and summary["folds"] == ["k0", "k1"]
+    if method == "dwf":
+        assert all(summary["weights"][t]["good"] > 0.8 for t in ("valence", "arousal"))
+    official = {s: {"official": folds["official"]} for s, folds in upsampled.items()}
+    frames, summary, metrics, _ = fuse_systems(spec, official, manifest, smoothing_seconds=0.0)
+    assert sorted(frames.loc[frames["set"] == "heldout", "trial"].unique()) == ["v0", "v1", "v2", "v3"]
+    with pytest.raises(ValueError, match="not on both"):
+        fuse_systems(spec, upsampled, manifest, smoothing_seconds=0.0)

@@ -97,3 +97,13 @@ def test_unannotated_rows_are_left_out():
     a = KELMRegressor(C=1.0).fit(noisy_x, noisy_y)
     b = KELMRegressor(C=1.0).fit(x, y)
     np.testing.assert_allclose(a.predict(x[:5]), b.predict(x[:5]))
+
+
+def test_functional_subsets_follow_the_order_given_and_unknown_ones_are_refused():
+    x = np.random.default_rng(1).normal(size=(50, 3))
+    full, _ = window_functionals(x, fps=5.0, window_seconds=2.0)
+    mean_max, centres = window_functionals(x, fps=5.0, window_seconds=2.0, functionals=("mean", "max"))
+    np.testing.assert_array_equal(mean_max, np.concatenate([full[:, :3], full[:, 6:]], axis=1))
+    assert len(centres) == len(full)
+    with pytest.raises(ValueError, match="functionals must be"):
+        window_functionals(x, fps=5.0, functionals=("median",))

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vapipe.post.predictions import postprocess_predictions
+from vapipe.post.predictions import postprocess_predictions, smooth_frames
 from vapipe.post.signal import hamming_window_length, smooth_hamming, upsample_to_frames
 
 
@@ -45,3 +45,18 @@ def test_postprocess_fills_every_row_from_low_rate_outputs():
     frames = postprocess_predictions(raw, manifest, smoothing_seconds=0.0)
     assert frames["frame"].tolist() == list(range(1, 32))
     np.testing.assert_allclose(frames["valence"], np.arange(31) / 30, atol=1e-9)
+
+
+def test_smoothing_the_upsampled_table_equals_postprocessing_in_one_step():
+    manifest = pd.DataFrame({"trial": ["a", "b"], "n_rows": [61, 45], "fps": [30.0, 25.0]})
+    rng = np.random.default_rng(0)
+    raw = pd.concat([
+        pd.DataFrame({"trial": t, "time": np.arange(0, n / fps, 0.2), "set": "heldout"})
+        for t, n, fps in [("a", 61, 30.0), ("b", 45, 25.0)]
+    ], ignore_index=True)
+    raw["valence"], raw["arousal"] = rng.uniform(-1, 1, (2, len(raw)))
+    upsampled = postprocess_predictions(raw, manifest, smoothing_seconds=0.0)
+    direct = postprocess_predictions(raw, manifest, smoothing_seconds=0.5)
+    pd.testing.assert_frame_equal(smooth_frames(upsampled.sample(frac=1, random_state=0), manifest, 0.5), direct)
+    with pytest.raises(ValueError, match="trial 'a': frames are not 1 .. 60"):
+        smooth_frames(upsampled.drop(index=3), manifest, 0.5)

@@ -6,7 +6,7 @@ import pytest
 
 from vapipe.submission import (
     SubmissionError,
-    average_test_predictions,
+    submitted_test_predictions,
     build_submission,
     validate_submission,
     write_submission_zip,
@@ -86,6 +86,11 @@ def test_fold_average_is_the_mean_of_test_rows():
     a = predictions([("a", 1), ("a", 2)]).assign(set="test")
     b = a.assign(valence=a["valence"] + 0.2)
     heldout = pd.DataFrame({"trial": ["z"], "frame": [1], "valence": [9.0], "arousal": [9.0], "set": ["heldout"]})
-    mean = average_test_predictions([pd.concat([a, heldout]), b])
+    folds = {"k0": pd.concat([a, heldout]), "k1": b}
+    mean = submitted_test_predictions(folds, metrics=None)
     np.testing.assert_allclose(mean["valence"], [0.2, 0.3])
     assert "z" not in set(mean["trial"])
+    metrics = pd.DataFrame({"fold": ["k0", "k1"], "valence": [0.3, 0.5], "arousal": [0.6, 0.4]})
+    chosen = submitted_test_predictions(folds, metrics, fold_selection="targetwise")
+    np.testing.assert_allclose(chosen["valence"], b["valence"])  # k1 has the better valence
+    np.testing.assert_allclose(chosen["arousal"], a["arousal"])

@@ -205,3 +205,71 @@ def test_every_paper_model_trains_through_the_workflow_and_lands_in_the_table(ti
     assert (tiny_run / "results/sweeps/tcn_av/official/missing_audio.png").stat().st_size > 10_000
     history = (tiny_run / "logs/train_fold/dresvyanskiy_audio_v1/official.log").read_text()
     assert "validation (early stopping / selection)" in history
+
+
+def planned_jobs(result) -> dict[str, int]:
+    """Job counts of a dry run's 'Job stats' table."""
+    assert result.returncode == 0, result.stderr[-5000:]
+    lines = result.stdout.splitlines()
+    start = lines.index("Job stats:") + 3
+    counts = {}
+    for line in lines[start:]:
+        fields = line.split()
+        if len(fields) != 2 or fields[0] == "total":
+            break
+        counts[fields[0]] = int(fields[1])
+    return counts
+
+
+@pytest.mark.slow
+def test_a_single_paper_row_plans_only_the_jobs_it_needs(tiny_run):
+    papers = yaml.safe_load((REPO / "config/rows.yaml").read_text())
+    every = planned_jobs(snakemake(tiny_run, "-n", "--cores", "2", "paper_tables"))
+    assert every["paper_row"] == sum(len(p["rows"]) for p in papers.values()) == 37
+    assert every["paper_table"] == 5 and every["fuse_systems"] == 3
+    # Stage 1 jobs a row plans are only the caches the tiny run has not made yet (its stand-in backbones, masks).
+    stage1 = {"embed_audio", "embed_faces", "detect_voice_activity", "detect_mouth_open"}
+    row = snakemake(tiny_run, "-n", "--cores", "2", "results/rows/iaca/t2_tca.tsv")
+    jobs = planned_jobs(row)
+    assert {k: v for k, v in jobs.items() if k not in stage1} == {
+        "train_fold": 1, "postprocess_predictions": 1, "score_system": 1, "paper_row": 1}
+    assert "wildcards: system=iaca_tca, fold=official" in row.stdout
+    fused = planned_jobs(snakemake(tiny_run, "-n", "--cores", "2", "results/rows/dresvyanskiy/t5_system4.tsv"))
+    assert {k: v for k, v in fused.items() if k not in stage1} == {
+        "train_fold": 3, "postprocess_predictions": 3, "fuse_systems": 1, "paper_row": 1}
+    for jobs in (planned_jobs(row), fused):
+        assert set(jobs) <= set(every) and all(jobs[k] <= every[k] for k in jobs)
+    assert fused["train_fold"] * 5 < every["train_fold"]
+
+
+@pytest.mark.slow
+def test_fusion_rows_table_submission_and_report(tiny_run, tmp_path):
+    targets = ["results/tables/dresvyanskiy.md", "results/figures/tcn_av/traces.png",
+               "results/sweeps/tcn_av/official/missing_audio.png"]
+    result = snakemake(tiny_run, "--cores", "2", *targets)
+    assert result.returncode == 0, result.stderr[-5000:]
+    rf = (tiny_run / "results/metrics/dresvyanskiy_rf_face_audio_functionals.tsv")
+    scores = pd.read_csv(rf, sep="\t").set_index("fold")["mean"]
+    assert list(scores.index) == ["out_of_bag", "grouped_cv", "grouped_cv_smoothed"]
+    assert abs(scores["out_of_bag"] - scores["grouped_cv"]) > 1e-3, scores  # both written, and not the same
+    summary = yaml.safe_load((tiny_run / "results/fusion/dresvyanskiy_dwf_face_audio/summary.json").read_text())
+    for target in ("valence", "arousal"):
+        assert sum(summary["weights"][target].values()) == pytest.approx(1.0)
+    table = (tiny_run / "results/tables/dresvyanskiy.md").read_text()
+    for row in yaml.safe_load((REPO / "config/rows.yaml").read_text())["dresvyanskiy"]["rows"].values():
+        assert f"| {row['table']} | {row['label']} |" in table
+    assert "demo (generated)" in table and "random-init" in table
+
+    # A fused system as the submission: its test rows, smoothed after fusion.
+    override = tmp_path / "fused_submission.yaml"
+    override.write_text("submission: {system: dresvyanskiy_dwf_face_audio, folds: [official]}\n")
+    fused = snakemake(tiny_run, "--cores", "2", "results/submission.zip",
+                      configs=("config/config.yaml", "tests/config/tiny.yaml", str(override)))
+    assert fused.returncode == 0, fused.stderr[-5000:]
+    assert "from dresvyanskiy_dwf_face_audio (average)" in (tiny_run / "logs/write_submission.log").read_text()
+
+    report = snakemake(tiny_run, "--report", "results/report.html", *targets)
+    assert report.returncode == 0, report.stderr[-5000:]
+    html = (tiny_run / "results/report.html").read_text()
+    for name in ("traces.png", "missing_audio.png", "fusion.png", "dresvyanskiy.md", "ccc_per_trial.png"):
+        assert name in html, name

@@ -61,9 +61,36 @@ def check_config(config: dict, config_files: list[str] | None = None) -> None:
         for system in spec["systems"]:
             if system not in config["systems"]:
                 raise ConfigError(f"{source}: tables.{table}.systems names '{system}', which is not under systems")
+    report = config.get("report", {})
+    for system in report.get("systems", []):
+        if system not in config["systems"]:
+            raise ConfigError(f"{source}: report.systems names '{system}', which is not under systems")
+    for run in report.get("missing_audio", []):
+        system, fold = run.split("/")
+        if system not in config["systems"] or fold not in config["systems"][system].get("folds", fold_names(config)):
+            raise ConfigError(f"{source}: report.missing_audio names '{run}': no such system, or it does not train that fold")
+    fusions = config.get("fusions", {})
+    for name, fusion in fusions.items():
+        if name in config["systems"]:
+            raise ConfigError(f"{source}: fusions.{name}: a system has the same name")
+        for system in fusion["systems"]:
+            if system not in config["systems"]:
+                raise ConfigError(f"{source}: fusions.{name}.systems names '{system}', which is not under systems")
+            trained = config["systems"][system].get("folds", fold_names(config))
+            missing = [f for f in fusion["folds"] if f not in trained]
+            if missing:
+                raise ConfigError(f"{source}: fusions.{name}.folds names '{missing[0]}', which system '{system}' "
+                                  f"does not train (it trains {', '.join(trained)})")
+        if OFFICIAL in fusion["folds"] and len(fusion["folds"]) > 1:
+            raise ConfigError(f"{source}: fusions.{name}.folds: fit on [official] or on K folds, not both")
     submission = config["submission"]
+    if submission["system"] in fusions:
+        if submission.get("fold_selection", "average") != "average":
+            raise ConfigError(f"{source}: submission.fold_selection applies to a system's folds, not to "
+                              f"fusion '{submission['system']}'")
+        return
     if submission["system"] not in config["systems"]:
-        raise ConfigError(f"{source}: submission.system '{submission['system']}' is not under systems")
+        raise ConfigError(f"{source}: submission.system '{submission['system']}' is neither under systems nor under fusions")
     known_folds = set(config["systems"][submission["system"]].get("folds", fold_names(config)))
     for fold in submission["folds"]:
         if fold not in known_folds:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from vapipe.data.affwild2 import SUBMISSION_HEADER, read_example_submission
 from vapipe.errors import InputError
+from vapipe.fusion.folds import average_folds, targetwise_fold_selection
 
 DEFAULT_FILE_NAME = "VA_Estimation_Challenge_predictions.txt"
 
@@ -25,13 +26,24 @@ class SubmissionError(InputError):
     """A submission breaks the format; the message names the file and the first bad row."""
 
 
-def average_test_predictions(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """Mean over models (e.g. folds) of their per-frame test predictions; all must cover the same frames."""
-    tests = [t[t["set"] == "test"].set_index(["trial", "frame"])[["valence", "arousal"]].sort_index() for t in tables]
-    for other in tests[1:]:
-        if not other.index.equals(tests[0].index):
-            raise SubmissionError("the models to average predict different test frames")
-    return (sum(tests) / len(tests)).reset_index()
+FOLD_SELECTIONS = ("average", "targetwise")
+
+
+def submitted_test_predictions(
+    frames_by_fold: dict[str, pd.DataFrame], metrics: pd.DataFrame, fold_selection: str = "average"
+) -> pd.DataFrame:
+    """Test rows (trial, frame, valence, arousal) of a system's folds: averaged over the folds, or,
+    target-wise (SAGE), each target from the fold with the best held-out CCC in ``metrics``."""
+    if fold_selection == "average":
+        table = average_folds(frames_by_fold, subset="test")
+    elif fold_selection == "targetwise":
+        scores = metrics.set_index("fold")[["valence", "arousal"]].to_dict("index")
+        table, _ = targetwise_fold_selection(scores, frames_by_fold, subset="test")
+    else:
+        raise ValueError(f"fold_selection '{fold_selection}' is not one of {', '.join(FOLD_SELECTIONS)}")
+    if table.empty:
+        raise SubmissionError("the submitted system has no test predictions")
+    return table[["trial", "frame", "valence", "arousal"]]
 
 
 def build_submission(example_path: str | Path, predictions: pd.DataFrame) -> pd.DataFrame:

@@ -23,6 +23,8 @@ AUDIO_BACKBONES = [
     n for n, b in config["backbones"].items() if b["input"] != "face" and n not in IMPORTED_BACKBONES
 ]
 KFOLDS = [f for f in FOLDS if f != OFFICIAL]
+# Late fusions of systems (vapipe.fusion.run): the config's and the paper rows'.
+FUSIONS = config.get("fusions", {})
 SYSTEM_BACKBONES = sorted({name for system in config["systems"].values() for name in system["features"]})
 # Extraction jobs use every core they are given; torch is capped at the machine's cores.
 EXTRACTION_THREADS = 8
@@ -32,6 +34,9 @@ wildcard_constraints:
     backbone=wildcard_pattern(config["backbones"]),
     system=wildcard_pattern(config["systems"]),
     fold=wildcard_pattern(FOLDS),
+    fusion=wildcard_pattern(FUSIONS) if FUSIONS else "$^",
+    paper=wildcard_pattern(PAPERS) if PAPERS else "$^",
+    row=r"[A-Za-z0-9_]+",
     shard=r"\d+",
     video=r"[^/]+",
 
@@ -132,13 +137,42 @@ def get_table_metrics(wildcards):
 
 
 
+def submission_folds():
+    """Folds whose test rows the submission takes; a fused system has one table, 'fused'."""
+    return ["fused"] if config["submission"]["system"] in FUSIONS else config["submission"]["folds"]
+
+
 def get_submission_frames(wildcards):
-    """Per-frame predictions of the folds whose test outputs the submission averages."""
-    return expand(
-        "results/predictions/{system}/{fold}/frames.tsv",
-        system=config["submission"]["system"],
-        fold=config["submission"]["folds"],
-    )
+    """Per-frame predictions of the submitted system's folds, or of the fused system."""
+    system = config["submission"]["system"]
+    if system in FUSIONS:
+        return [f"results/fusion/{system}/frames.tsv"]
+    return expand("results/predictions/{system}/{fold}/frames.tsv", system=system, fold=submission_folds())
+
+
+def get_fusion_upsampled(wildcards):
+    """Unsmoothed per-frame predictions of a fusion's systems, system by system, fold by fold."""
+    fusion = FUSIONS[wildcards.fusion]
+    return [
+        f"results/predictions/{system}/{fold}/upsampled.tsv" for system in fusion["systems"] for fold in fusion["folds"]
+    ]
+
+
+def get_row_metrics(wildcards):
+    """Metrics of the system or fused system a paper row reports."""
+    row = paper_row(wildcards)
+    return f"results/metrics/{row.get('system') or row.get('fusion')}.tsv"
+
+
+def paper_row(wildcards):
+    rows = PAPERS[wildcards.paper]["rows"]
+    if wildcards.row not in rows:
+        raise WorkflowError(f"{config['paper_rows']}: paper '{wildcards.paper}' has no row '{wildcards.row}'")
+    return rows[wildcards.row]
+
+
+def get_paper_rows(wildcards):
+    return [f"results/rows/{wildcards.paper}/{row}.tsv" for row in PAPERS[wildcards.paper]["rows"]]
 
 
 def all_mask_outputs():

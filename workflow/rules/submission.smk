@@ -4,11 +4,14 @@
 rule write_submission:
     input:
         frames=get_submission_frames,
-        metrics=expand("results/metrics/{system}.tsv", system=config["submission"]["system"]),
+        metrics=f"results/metrics/{config['submission']['system']}.tsv",
         dataset=dataset_ready(),
     output:
         "results/submission.zip",
     params:
+        system=config["submission"]["system"],
+        folds=submission_folds(),
+        fold_selection=config["submission"]["fold_selection"],
         example=str(DATASET.example_submission),
         file_name=config["submission"].get("file_name", "VA_Estimation_Challenge_predictions.txt"),
     log:

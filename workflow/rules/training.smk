@@ -31,7 +31,8 @@ rule postprocess_predictions:
         predictions="results/predictions/{system}/{fold}/raw.tsv",
         manifest="results/manifest.tsv",
     output:
-        "results/predictions/{system}/{fold}/frames.tsv",
+        upsampled="results/predictions/{system}/{fold}/upsampled.tsv",  # what late fusion reads
+        frames="results/predictions/{system}/{fold}/frames.tsv",
     params:
         smoothing_seconds=config["postprocess"]["smoothing_seconds"],
     log:
@@ -48,7 +49,7 @@ rule score_system:
         frames=get_system_fold_frames,
         manifest="results/manifest.tsv",
     output:
-        report("results/metrics/{system}.tsv", category="Metrics"),
+        report("results/metrics/{system}.tsv", category="Metrics", labels={"system": "{system}"}),
     params:
         folds=get_system_folds,
     log:
@@ -82,7 +83,12 @@ rule missing_audio_sweep:
         features=get_system_feature_shards,
     output:
         table="results/sweeps/{system}/{fold}/missing_audio.tsv",
-        plot=report("results/sweeps/{system}/{fold}/missing_audio.png", category="Missing audio"),
+        plot=report(
+            "results/sweeps/{system}/{fold}/missing_audio.png",
+            category="Missing audio",
+            caption="../report/missing_audio.rst",
+            labels={"system": "{system}", "fold": "{fold}"},
+        ),
     log:
         "logs/missing_audio_sweep/{system}/{fold}.log",
     resources:
@@ -96,7 +102,7 @@ rule models_table:
     input:
         get_table_metrics,
     output:
-        report("results/tables/{table}.md", category="Tables"),
+        report("results/tables/{table}.md", category="Tables", labels={"table": "{table}"}),
     wildcard_constraints:
         table=wildcard_pattern(config.get("tables", {})) if config.get("tables") else "$^",
     params:
@@ -106,3 +112,33 @@ rule models_table:
         "logs/models_table/{table}.log",
     script:
         "../scripts/models_table.py"
+
+
+rule system_figures:
+    input:
+        frames=get_system_fold_frames,
+        manifest="results/manifest.tsv",
+    output:
+        traces=report(
+            "results/figures/{system}/traces.png",
+            category="Traces",
+            caption="../report/traces.rst",
+            labels={"system": "{system}"},
+        ),
+        per_trial=report(
+            "results/figures/{system}/ccc_per_trial.png",
+            category="CCC per trial",
+            caption="../report/ccc_per_trial.rst",
+            labels={"system": "{system}"},
+        ),
+        table="results/figures/{system}/ccc_per_trial.tsv",
+    params:
+        folds=get_system_folds,
+        trials=config["report"]["trace_trials"],
+    log:
+        "logs/system_figures/{system}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/system_figures.py"

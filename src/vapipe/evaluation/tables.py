@@ -7,9 +7,10 @@ import pandas as pd
 
 def headline_row(metrics: pd.DataFrame) -> pd.Series:
     """The score a table reports for a system: the official validation fold if it was trained,
-    otherwise the pooled out-of-fold score over the K folds, otherwise the only fold."""
+    otherwise the pooled out-of-fold score over the K folds, otherwise the only fold; for a fused
+    system its cross-fitted, smoothed held-out score (`vapipe.fusion.run.HEADLINE_ROW`)."""
     indexed = metrics.set_index("fold")
-    for fold in ("official", "kfold_pooled"):
+    for fold in ("official", "kfold_pooled", "grouped_cv_smoothed"):
         if fold in indexed.index:
             return indexed.loc[fold].rename(fold)
     if len(indexed) == 1:

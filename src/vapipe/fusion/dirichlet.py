@@ -72,6 +72,22 @@ def check_base_predictions(preds: np.ndarray, labels: np.ndarray | None = None) 
     return preds
 
 
+def grouped_splits(groups, keep: np.ndarray, n_splits: int, what: str):
+    """GroupKFold over all frames by group (trial): (train frames with labels, every test frame).
+
+    Test frames include unannotated ones, so each trial gets a complete out-of-split prediction;
+    only annotated frames are fitted on.
+    """
+    groups = np.asarray(groups)
+    if groups.shape != keep.shape:
+        raise ValueError(f"{what}: expected groups of shape {keep.shape}, got {groups.shape}")
+    n_splits = min(n_splits, len(np.unique(groups[keep])))
+    if n_splits < 2:
+        raise ValueError(f"{what}: the grouped cross-validation needs annotated frames of at least two trials")
+    for train, test in GroupKFold(n_splits=n_splits).split(keep, groups=groups):
+        yield train[keep[train]], test
+
+
 class DirichletWeightedFusion(BaseEstimator):
     """DWF (paper 001, sec. 3.3): per target, the best of ``pool_size`` Dirichlet(1, ..., 1) weight
     vectors by CCC on the fitting frames; `predict` is the weighted sum of the base predictions.
@@ -79,8 +95,9 @@ class DirichletWeightedFusion(BaseEstimator):
     ``fit(preds [N, M, 2], labels [N, 2], groups [N] = None)``: frames whose label is -5 (either
     target) are left out. Fitted attributes: ``weights_`` {target: [M]}, ``fit_scores_`` (CCC of
     the chosen weights on the frames they were chosen on: optimistic), and, when ``groups`` (e.g.
-    trials) are given, ``cv_scores_``: pooled CCC of out-of-split predictions, the weights chosen
-    on the other splits of a GroupKFold (``cv_splits``) from the same pool. ``seed`` fixes the pool.
+    trials) are given, ``cv_predictions_`` [N, 2] (every frame, annotated or not, fused with weights
+    chosen on the other splits of a GroupKFold (``cv_splits``) from the same pool) and
+    ``cv_scores_``, their pooled CCC on the annotated frames. ``seed`` fixes the pool.
     """
 
     def __init__(self, pool_size: int = 2000, seed: int = 0, cv_splits: int = 5):
@@ -115,25 +132,32 @@ class DirichletWeightedFusion(BaseEstimator):
         keep = valid_label_mask(labels)
         if keep.sum() < 2:
             raise ValueError(f"DWF needs at least two annotated frames, got {int(keep.sum())}")
-        preds, labels = preds[keep], labels[keep]
         if not np.isfinite(preds).all():
-            raise ValueError("DWF: base predictions contain NaN or infinite values on annotated frames")
+            raise ValueError("DWF: base predictions contain NaN or infinite values")
         pools = self._pools(n_models)
         self.n_models_ = n_models
-        self.weights_, scores = self._select(pools, preds, labels)
-        self.fit_scores_ = {**scores, "mean": float(np.mean(list(scores.values()))), "n_frames": len(labels)}
-        self.cv_scores_ = None
+        self.pools_ = pools
+        self.weights_, scores = self._select(pools, preds[keep], labels[keep])
+        self.fit_scores_ = {**scores, "mean": float(np.mean(list(scores.values()))), "n_frames": int(keep.sum())}
+        self.cv_scores_ = self.cv_predictions_ = None
         if groups is not None:
-            groups = np.asarray(groups)[keep]
-            n_splits = min(self.cv_splits, len(np.unique(groups)))
-            if n_splits < 2:
-                raise ValueError("DWF cross-validation needs frames of at least two groups (trials)")
             fused = np.empty_like(labels)
-            for train, test in GroupKFold(n_splits=n_splits).split(preds, groups=groups):
+            for train, test in grouped_splits(groups, keep, self.cv_splits, "DWF"):
                 weights, _ = self._select(pools, preds[train], labels[train])
                 fused[test] = apply_weights(preds[test], weights)
-            self.cv_scores_ = va_scores(fused, labels)
+            self.cv_predictions_ = fused
+            self.cv_scores_ = va_scores(fused[keep], labels[keep])
         return self
+
+    def pool_scores(self, preds, labels) -> dict[str, np.ndarray]:
+        """{target: [pool_size] CCC} of every draw of the fitted pools on these frames (for figures)."""
+        preds = check_base_predictions(preds, labels)
+        labels = np.asarray(labels, dtype=np.float64)
+        keep = valid_label_mask(labels)
+        return {
+            t: pool_ccc(self.pools_[t], moments(preds[keep, :, i], labels[keep, i]))
+            for i, t in enumerate(TARGETS)
+        }
 
     def predict(self, preds) -> np.ndarray:
         """[N, 2] fused predictions: per target, the weighted sum over models."""

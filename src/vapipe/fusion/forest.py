@@ -30,11 +30,10 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestRegressor
-from sklearn.model_selection import GroupKFold
 
 from vapipe import TARGETS
 from vapipe.evaluation.metrics import ccc, valid_label_mask
-from vapipe.fusion.dirichlet import check_base_predictions
+from vapipe.fusion.dirichlet import check_base_predictions, grouped_splits
 
 N_ESTIMATORS_GRID = (10, 20, 50, 100)
 CRITERIA = ("squared_error", "absolute_error")
@@ -60,7 +59,8 @@ class ForestFusion(BaseEstimator):
     the (n_estimators, criterion) with the best out-of-bag CCC (first in grid order on a tie) is
     kept, regrown only when it is not the largest forest. Fitted attributes: ``models_``,
     ``params_``, ``oob_ccc_`` and ``grouped_cv_ccc_`` {target: ...} (plus "mean" in the score
-    dicts), ``selection_`` (every grid point's OOB CCC).
+    dicts), ``selection_`` (every grid point's OOB CCC), ``cv_predictions_`` [N, 2] (every frame,
+    annotated or not, predicted by forests grown on the other trials' annotated frames).
 
     With 10 trees about (1 - 1/e)^10 = 1% of frames are in every bootstrap sample; scikit-learn
     predicts 0 for them out-of-bag (and warns, silenced here), which slightly handicaps the
@@ -111,36 +111,31 @@ class ForestFusion(BaseEstimator):
     def fit(self, preds, labels, groups) -> "ForestFusion":
         preds = check_base_predictions(preds, labels)
         labels = np.asarray(labels, dtype=np.float64)
-        groups = np.asarray(groups)
-        if groups.shape != (len(preds),):
-            raise ValueError(f"expected groups of shape ({len(preds)},), got {groups.shape}")
         keep = valid_label_mask(labels)
-        X, labels, groups = stack_features(preds)[keep], labels[keep], groups[keep]
+        X = stack_features(preds)
         if not np.isfinite(X).all():
-            raise ValueError("RF fusion: base predictions contain NaN or infinite values on annotated frames")
-        n_splits = min(self.cv_splits, len(np.unique(groups)))
-        if n_splits < 2:
-            raise ValueError("RF fusion: the grouped cross-validation needs frames of at least two trials")
+            raise ValueError("RF fusion: base predictions contain NaN or infinite values")
+        splits = list(grouped_splits(groups, keep, self.cv_splits, "RF fusion"))
         self.n_features_ = X.shape[1]
         self.models_, self.params_, self.oob_ccc_, self.grouped_cv_ccc_ = {}, {}, {}, {}
+        self.cv_predictions_ = np.empty((len(X), len(TARGETS)))
         selection = []
         for i, target in enumerate(TARGETS):
             y = labels[:, i]
-            rows, model = self._select(X, y)
+            rows, model = self._select(X[keep], y[keep])
             selection += [{"target": target, **row} for row in rows]
             best = max(rows, key=lambda r: r["oob_ccc"])  # max keeps the first of equal scores
             params = {"n_estimators": best["n_estimators"], "criterion": best["criterion"]}
             if model is None:  # a smaller forest won: grow it afresh (same seed, same trees)
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Some inputs do not have OOB scores")
-                    model = self._forest(**params, oob_score=oob_ccc).fit(X, y)
+                    model = self._forest(**params, oob_score=oob_ccc).fit(X[keep], y[keep])
             model.set_params(warm_start=False)
-            out_of_split = np.empty_like(y)
-            for train, test in GroupKFold(n_splits=n_splits).split(X, groups=groups):
-                out_of_split[test] = self._forest(**params).fit(X[train], y[train]).predict(X[test])
+            for train, test in splits:
+                self.cv_predictions_[test, i] = self._forest(**params).fit(X[train], y[train]).predict(X[test])
             self.models_[target], self.params_[target] = model, params
             self.oob_ccc_[target] = float(model.oob_score_)
-            self.grouped_cv_ccc_[target] = ccc(out_of_split, y)
+            self.grouped_cv_ccc_[target] = ccc(self.cv_predictions_[keep, i], y[keep])
         for scores in (self.oob_ccc_, self.grouped_cv_ccc_):
             scores["mean"] = float(np.mean([scores[t] for t in TARGETS]))
         self.selection_ = pd.DataFrame(selection, columns=["target", "criterion", "n_estimators", "oob_ccc"])

@@ -36,16 +36,25 @@ def window_bounds(n_frames: int, fps: float, window_seconds: float = 2.0,
     return bounds
 
 
+FUNCTIONALS = {"mean": np.mean, "min": np.min, "max": np.max}
+
+
 def window_functionals(features: np.ndarray, fps: float, window_seconds: float = 2.0,
-                       step_seconds: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """([N, 3D] mean, min, max of each window's frames (in that order), [N] window centre frames)."""
+                       step_seconds: float | None = None,
+                       functionals: tuple[str, ...] = ("mean", "min", "max")) -> tuple[np.ndarray, np.ndarray]:
+    """([N, len(functionals) * D] the functionals of each window's frames, in the order given,
+    [N] window centre frames). Table 4 of the paper compares (mean, min, max), (mean, max), (mean, min)."""
     features = np.asarray(features)
     if features.ndim != 2:
         raise ValueError(f"features must be [T, D], got shape {features.shape}")
+    unknown = [f for f in functionals if f not in FUNCTIONALS]
+    if unknown or not functionals:
+        raise ValueError(f"functionals must be a non-empty list of {', '.join(FUNCTIONALS)}, got {list(functionals)}")
     bounds = window_bounds(len(features), fps, window_seconds, step_seconds)
+    functions = [FUNCTIONALS[f] for f in functionals]
     functionals = np.stack([
-        np.concatenate([features[s:e].mean(0), features[s:e].min(0), features[s:e].max(0)]) for s, e in bounds
-    ]) if bounds else np.zeros((0, 3 * features.shape[1]), features.dtype)
+        np.concatenate([f(features[s:e], axis=0) for f in functions]) for s, e in bounds
+    ]) if bounds else np.zeros((0, len(functions) * features.shape[1]), features.dtype)
     centres = np.array([(s + e - 1) // 2 for s, e in bounds], dtype=np.int64)
     return functionals.astype(np.float32), centres
 

@@ -36,3 +36,21 @@ def postprocess_predictions(
             "valence": dense[:, 0], "arousal": dense[:, 1], "set": subset,
         }))
     return pd.concat(out, ignore_index=True)
+
+
+def smooth_frames(frames: pd.DataFrame, manifest: pd.DataFrame, smoothing_seconds: float) -> pd.DataFrame:
+    """Hamming-smooth each trial of a per-frame table at its video's frame rate (the final step,
+    after any late fusion of upsampled tables). Frames must be consecutive from 1 per trial."""
+    if smoothing_seconds <= 0:
+        return frames.copy()
+    fps = manifest.set_index("trial")["fps"]
+    out = []
+    for (trial, _), group in frames.groupby(["trial", "set"], sort=True):
+        group = group.sort_values("frame")
+        if not np.array_equal(group["frame"].to_numpy(), np.arange(1, len(group) + 1)):
+            raise ValueError(f"trial '{trial}': frames are not 1 .. {len(group)}, cannot smooth")
+        window = hamming_window_length(float(fps.loc[trial]), smoothing_seconds)
+        smoothed = group.copy()
+        smoothed[["valence", "arousal"]] = smooth_hamming(group[["valence", "arousal"]].to_numpy(), window)
+        out.append(smoothed)
+    return pd.concat(out, ignore_index=True)

@@ -31,16 +31,17 @@ class KELMSystem:
         params = dict(model_params)
         self.window_seconds = float(params.pop("window_seconds", 2.0))
         self.step_seconds = params.pop("step_seconds", None)
+        self.functionals = tuple(params.pop("functionals", ("mean", "min", "max")))
         self.model_params = model_params
         self.regressor = KELMRegressor(**params)
 
     def _functionals(self, trial: TrialData) -> tuple[np.ndarray, np.ndarray]:
-        """([N, 3D] functionals, [N] centre rows) of a trial's features (valid flags appended)."""
+        """([N, F * D] functionals, [N] centre rows) of a trial's features (valid flags appended)."""
         frames = np.concatenate(
             [np.concatenate([trial.inputs[n], trial.valid[n][:, None]], axis=1) for n in sorted(trial.inputs)],
             axis=1,
         )
-        return window_functionals(frames, trial.fps, self.window_seconds, self.step_seconds)
+        return window_functionals(frames, trial.fps, self.window_seconds, self.step_seconds, self.functionals)
 
     def _dataset(self, trials: list[TrialData]) -> tuple[np.ndarray, np.ndarray]:
         features = [self._functionals(t)[0] for t in trials]

@@ -1,0 +1,29 @@
+# Late fusion of systems' upsampled, unsmoothed per-frame predictions; the fused table is smoothed last.
+
+
+rule fuse_systems:
+    input:
+        upsampled=get_fusion_upsampled,
+        manifest="results/manifest.tsv",
+    output:
+        frames="results/fusion/{fusion}/frames.tsv",
+        summary="results/fusion/{fusion}/summary.json",
+        metrics="results/metrics/{fusion}.tsv",
+        figure=report(
+            "results/fusion/{fusion}/fusion.png",
+            category="Fusion",
+            caption="../report/fusion.rst",
+            labels={"fusion": "{fusion}"},
+        ),
+    params:
+        spec=lambda wildcards: FUSIONS[wildcards.fusion],
+        smoothing_seconds=config["postprocess"]["smoothing_seconds"],
+    log:
+        "logs/fuse_systems/{fusion}.log",
+    benchmark:
+        "benchmarks/fuse_systems/{fusion}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/fuse_systems.py"

@@ -1,0 +1,34 @@
+# The papers' table rows (config/rows.yaml): one target per row, one table per paper.
+
+
+rule paper_row:
+    input:
+        metrics=get_row_metrics,
+    output:
+        "results/rows/{paper}/{row}.tsv",
+    params:
+        row=paper_row,
+    log:
+        "logs/paper_row/{paper}/{row}.log",
+    localrule: True
+    script:
+        "../scripts/paper_row.py"
+
+
+rule paper_table:
+    input:
+        get_paper_rows,
+    output:
+        report("results/tables/{paper}.md", category="Paper tables", labels={"paper": "{paper}"}),
+    params:
+        title=lambda wildcards: PAPERS[wildcards.paper]["title"],
+    log:
+        "logs/paper_table/{paper}.log",
+    localrule: True
+    script:
+        "../scripts/paper_table.py"
+
+
+rule paper_tables:
+    input:
+        expand("results/tables/{paper}.md", paper=PAPERS),
