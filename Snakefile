@@ -61,3 +61,4 @@ rule all:
         [f"results/sweeps/{run}/missing_audio.png" for run in config["report"]["missing_audio"]],
         expand("results/fusion/{fusion}/fusion.png", fusion=FUSIONS),
         expand("results/tables/{paper}.md", paper=PAPERS),
+        "results/metrics/metrics.html",

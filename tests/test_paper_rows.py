@@ -12,6 +12,7 @@ from vapipe.evaluation.paper_rows import (
     row_record,
     row_scores,
 )
+from vapipe.evaluation.tables import markdown_page_html, metrics_page
 
 REPO = Path(__file__).resolve().parents[1]
 # What the issue asks a row for, per paper: (table, count).
@@ -119,3 +120,12 @@ def test_a_paper_table_sets_ours_beside_the_paper_and_names_data_weights_and_sta
     text = paper_table("Dresvyanskiy", [record])
     assert "| 5 | 4: RF (face + audio + functionals) | development / test | 0.738 / 0.401 |" in text
     assert "out_of_bag 0.850" in text and "0.465" in text
+
+
+def test_markdown_tables_become_html_pages_the_report_can_show():
+    page = markdown_page_html("# T <1>\n\nnote\n\n| a | b |\n|---|---|\n| 1 | x & y |\n")
+    assert "<h1>T &lt;1&gt;</h1>" in page and "<p>note</p>" in page
+    assert "<tr><th>a</th><th>b</th></tr>" in page and "<tr><td>1</td><td>x &amp; y</td></tr>" in page
+    assert "---" not in page
+    metrics = pd.DataFrame({"fold": ["official"], "valence": [0.5], "arousal": [0.25], "mean": [0.375], "n_frames": [10]})
+    assert "<td>sys</td><td>official</td><td>0.500</td><td>0.250</td><td>0.375</td><td>10</td>" in metrics_page({"sys": metrics})

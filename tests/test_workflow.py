@@ -271,5 +271,5 @@ def test_fusion_rows_table_submission_and_report(tiny_run, tmp_path):
     report = snakemake(tiny_run, "--report", "results/report.html", *targets)
     assert report.returncode == 0, report.stderr[-5000:]
     html = (tiny_run / "results/report.html").read_text()
-    for name in ("traces.png", "missing_audio.png", "fusion.png", "dresvyanskiy.md", "ccc_per_trial.png"):
+    for name in ("traces.png", "missing_audio.png", "fusion.png", "dresvyanskiy.html", "ccc_per_trial.png"):
         assert name in html, name

@@ -19,7 +19,8 @@ rule paper_table:
     input:
         get_paper_rows,
     output:
-        report("results/tables/{paper}.md", category="Paper tables", labels={"paper": "{paper}"}),
+        markdown="results/tables/{paper}.md",
+        page=report("results/tables/{paper}.html", category="Paper tables", labels={"paper": "{paper}"}),
     params:
         title=lambda wildcards: PAPERS[wildcards.paper]["title"],
     log:

@@ -49,7 +49,7 @@ rule score_system:
         frames=get_system_fold_frames,
         manifest="results/manifest.tsv",
     output:
-        report("results/metrics/{system}.tsv", category="Metrics", labels={"system": "{system}"}),
+        "results/metrics/{system}.tsv",
     params:
         folds=get_system_folds,
     log:
@@ -102,7 +102,8 @@ rule models_table:
     input:
         get_table_metrics,
     output:
-        report("results/tables/{table}.md", category="Tables", labels={"table": "{table}"}),
+        markdown="results/tables/{table}.md",
+        page=report("results/tables/{table}.html", category="Tables", labels={"table": "{table}"}),
     wildcard_constraints:
         table=wildcard_pattern(config.get("tables", {})) if config.get("tables") else "$^",
     params:
@@ -142,3 +143,18 @@ rule system_figures:
         runtime=10,
     script:
         "../scripts/system_figures.py"
+
+
+rule metrics_page:
+    input:
+        expand("results/metrics/{system}.tsv", system=CONFIG_SYSTEMS),
+        expand("results/metrics/{fusion}.tsv", fusion=FUSIONS),
+    output:
+        report("results/metrics/metrics.html", category="Metrics", caption="../report/metrics.rst"),
+    params:
+        names=CONFIG_SYSTEMS + list(FUSIONS),
+    log:
+        "logs/metrics_page.log",
+    localrule: True
+    script:
+        "../scripts/metrics_page.py"

@@ -4,10 +4,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from vapipe.evaluation.tables import models_table
+from vapipe.evaluation.tables import markdown_page_html, models_table
 from vapipe.logs import workflow_step
 
 sm = snakemake  # noqa: F821
 with workflow_step(sm.log[0]):
     metrics = {name: pd.read_csv(path, sep="\t") for name, path in zip(sm.params.systems, sm.input)}
-    Path(sm.output[0]).write_text(models_table(metrics, sm.config["systems"], sm.params.note))
+    text = models_table(metrics, sm.config["systems"], sm.params.note)
+    Path(sm.output.markdown).write_text(text)
+    Path(sm.output.page).write_text(markdown_page_html(text))

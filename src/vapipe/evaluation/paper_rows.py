@@ -226,7 +226,7 @@ def paper_table(title: str, records: list[dict]) -> str:
     lines += ["", "| table | row | paper: split | V | A | mean | ours: scored on | V | A | mean | system | features, weights | not reproduced |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
-        splits = sorted({k.split("_")[1] for k in r if k.startswith("paper_")})
+        splits = list(dict.fromkeys(k.split("_")[1] for k in r if k.startswith("paper_")))
         paper_cells = [
             " / ".join(splits),
             *(" / ".join(_number(r.get(f"paper_{s}_{t}")) for s in splits) for t in (*TARGETS, "mean")),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pandas as pd
 
 
@@ -33,3 +35,51 @@ def models_table(metrics: dict[str, pd.DataFrame], systems: dict[str, dict], not
             f"| {row['valence']:.3f} | {row['arousal']:.3f} | {row['mean']:.3f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+PAGE_STYLE = (
+    "body{font-family:sans-serif;font-size:13px;margin:16px}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}"
+    "th{background:#f0f0f0}tr:nth-child(even){background:#fafafa}td:last-child{min-width:320px}"
+)
+
+
+def markdown_page_html(text: str) -> str:
+    """A standalone HTML page of the markdown these tables are written in (headings, paragraphs,
+    pipe tables), for `snakemake --report`, which shows HTML but not markdown."""
+    out, table = [], []
+
+    def cells(line: str) -> list[str]:
+        return [html.escape(c.strip()) for c in line.strip().strip("|").split("|")]
+
+    def flush_table():
+        if table:
+            header, rows = table[0], [r for r in table[1:] if not set(r.replace("|", "").strip()) <= {"-", ":", " "}]
+            out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cells(header)) + "</tr>")
+            out.extend("<tr>" + "".join(f"<td>{c}</td>" for c in cells(r)) + "</tr>" for r in rows)
+            out.append("</table>")
+            table.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    flush_table()
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><style>{PAGE_STYLE}</style></head><body>" + "\n".join(out) + "</body></html>\n"
+
+
+def metrics_page(metrics: dict[str, pd.DataFrame]) -> str:
+    """HTML page: one block of rows per system (its metrics table), in the order given."""
+    lines = ["# Metrics", "", "CCC per fold; fused systems: fit or out_of_bag (optimistic), grouped_cv, "
+             "grouped_cv_smoothed.", "", "| system | fold | valence | arousal | mean | frames |", "|---|---|---|---|---|---|"]
+    for name, table in metrics.items():
+        for _, row in table.iterrows():
+            frames = "" if pd.isna(row["n_frames"]) else int(row["n_frames"])
+            lines.append(f"| {name} | {row['fold']} | {row['valence']:.3f} | {row['arousal']:.3f} | {row['mean']:.3f} | {frames} |")
+    return markdown_page_html("\n".join(lines) + "\n")
