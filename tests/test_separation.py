@@ -377,8 +377,10 @@ def test_spleeter_vocals_of_the_demo_are_the_voice_and_exactly_as_long(separated
         scores[video] = score_against_truth(vocals, mixture, truth / f"{video}.audio.npz")
     table = pd.DataFrame(scores).T
     print(table.round(3).to_string())
-    # Spleeter removes the background: far less of it per unit of voice than in the mixture ...
-    assert (table["vocals_sir"] > table["mixture_sir"] + 10).all()
+    # Spleeter removes the background: far less of it per unit of voice than in the mixture (at
+    # least 4x less power on every video, 10x on average) ...
+    gain = table["vocals_sir"] - table["mixture_sir"]
+    assert (gain > 6).all() and gain.mean() > 10
     # ... so the vocals' energy tells speech from silence better ...
     assert table["vocals_activity_auc"].mean() > table["mixture_activity_auc"].mean() + 0.03
     # ... and their spectrograms follow the clean voice's more closely than the mixture's, on every
