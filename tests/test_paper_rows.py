@@ -111,7 +111,7 @@ def test_a_paper_table_sets_ours_beside_the_paper_and_names_data_weights_and_sta
     row = papers["dresvyanskiy"]["rows"]["t5_system4"]
     metrics = pd.DataFrame({"fold": ["out_of_bag", "grouped_cv", "grouped_cv_smoothed"], "valence": [0.9, 0.5, 0.52],
                             "arousal": [0.8, 0.4, 0.41], "mean": [0.85, 0.45, 0.465], "n_frames": [100, 100, 100]})
-    record = row_record("dresvyanskiy", "t5_system4", row, config, metrics, metrics)
+    record = row_record("dresvyanskiy", "t5_system4", row, config, metrics)
     assert record["scored_on"] == "grouped_cv_smoothed" and record["ours_mean"] == 0.465
     assert record["paper_development_mean"] == 0.763 and record["paper_test_mean"] == 0.4324
     assert record["data"] == "demo (generated)"

@@ -8,7 +8,5 @@ from vapipe.logs import workflow_step
 sm = snakemake  # noqa: F821
 with workflow_step(sm.log[0]):
     metrics = pd.read_csv(sm.input.metrics, sep="\t")
-    row = sm.params.row
-    fit_metrics = metrics if "fusion" in row else None
-    record = row_record(sm.wildcards.paper, sm.wildcards.row, row, sm.config, metrics, fit_metrics)
+    record = row_record(sm.wildcards.paper, sm.wildcards.row, sm.params.row, sm.config, metrics)
     pd.DataFrame([record]).to_csv(sm.output[0], sep="\t", index=False, float_format="%.4f")

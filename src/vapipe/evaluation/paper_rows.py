@@ -176,9 +176,9 @@ def backbone_weights(names: list[str], config: dict) -> str:
     return "; ".join(parts)
 
 
-def row_record(paper: str, row_id: str, row: dict, config: dict, metrics: pd.DataFrame,
-               fit_metrics: pd.DataFrame | None = None) -> dict:
-    """One row of results/rows/<paper>/<row>.tsv: the paper's numbers beside ours and what ours used."""
+def row_record(paper: str, row_id: str, row: dict, config: dict, metrics: pd.DataFrame) -> dict:
+    """One row of results/rows/<paper>/<row>.tsv: the paper's numbers beside ours and what ours used
+    (for a fusion, its other metrics rows too: the optimistic fitting-frame scores)."""
     scored_on, ours = row_scores(metrics, row.get("score"))
     if "fusion" in row:
         fusion = config["fusions"][row["fusion"]]
@@ -202,9 +202,9 @@ def row_record(paper: str, row_id: str, row: dict, config: dict, metrics: pd.Dat
     for split, values in row["paper"].items():
         for key in (*TARGETS, "mean"):
             record[f"paper_{split}_{key}"] = values.get(key)
-    if fit_metrics is not None:
+    if "fusion" in row:
         record["fit_note"] = "; ".join(
-            f"{r['fold']} {r['mean']:.3f}" for _, r in fit_metrics.iterrows() if r["fold"] != scored_on
+            f"{r['fold']} {r['mean']:.3f}" for _, r in metrics.iterrows() if r["fold"] != scored_on
         )
     return record
 
