@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -125,3 +126,11 @@ def read_extra(path: str | Path, name: str) -> np.ndarray:
 def store_path(feature_root: str | Path, backbone: str, trial: str) -> Path:
     """Where the store of (backbone, trial) lives."""
     return Path(feature_root) / backbone / f"{trial}.zarr"
+
+
+def skipped_trial(trial: str, error: Exception, on_bad_trial: str, log: logging.Logger) -> dict:
+    """The summary row of a trial left without a store; re-raises unless ``on_bad_trial='skip'``."""
+    if on_bad_trial != "skip":
+        raise error
+    log.warning("skipping trial %s: %s", trial, error)
+    return {"trial": trial, "status": "skipped", "reason": str(error)}

@@ -27,7 +27,7 @@ from vapipe.data.affwild2 import DatasetError, index_crops
 from vapipe.features.alignment import pool_to_frames
 from vapipe.features.audio import read_wav
 from vapipe.features.backbones import Backbone, create_backbone
-from vapipe.features.cache import fingerprint, is_complete, store_path, write_store
+from vapipe.features.cache import fingerprint, is_complete, skipped_trial, store_path, write_store
 from vapipe.features.clips import clip_indices
 from vapipe.features.progress import Progress
 
@@ -96,17 +96,24 @@ def crop_loader(paths: list[Path], crop_size: int, batch_size: int, num_workers:
     )
 
 
+def blank_face_features(
+    crops_dir: str | Path, n_rows: int, dim: int, flip: bool
+) -> tuple[dict[int, Path], np.ndarray, FaceFeatures]:
+    """The trial's crops, the rows that have one, and zero features to fill (valid where a crop is)."""
+    crops = index_crops(crops_dir)
+    rows = available_rows(crops, n_rows)
+    valid = np.zeros(n_rows, dtype=bool)
+    valid[rows] = True
+    features = np.zeros((n_rows, dim), dtype=np.float32)
+    return crops, rows, FaceFeatures(features, valid, np.zeros_like(features) if flip else None)
+
+
 def embed_face_views(
     backbone: Backbone, crops_dir: str | Path, n_rows: int, batch_size: int, num_workers: int = 0,
     crop_size: int = 112, flip: bool = False, progress: Progress | None = None,
 ) -> FaceFeatures:
     """Embed the crops of rows 0 .. n_rows - 1 (and their mirror images with `flip`)."""
-    crops = index_crops(crops_dir)
-    rows = available_rows(crops, n_rows)
-    valid = np.zeros(n_rows, dtype=bool)
-    valid[rows] = True
-    features = np.zeros((n_rows, backbone.dim), dtype=np.float32)
-    flipped = np.zeros_like(features) if flip else None
+    crops, rows, (features, valid, flipped) = blank_face_features(crops_dir, n_rows, backbone.dim, flip)
     done = 0
     for batch in crop_loader([crops[r + 1] for r in rows], crop_size, batch_size, num_workers, backbone.device):
         chunk = rows[done : done + len(batch)]
@@ -137,12 +144,7 @@ def embed_clip_trial(
     The trial's crops are decoded once (in DataLoader workers) and held as uint8, about 37 kB a
     frame at 112 px, so a 20,000-frame trial needs about 750 MB; clips are gathered from them.
     """
-    crops = index_crops(crops_dir)
-    rows = available_rows(crops, n_rows)
-    valid = np.zeros(n_rows, dtype=bool)
-    valid[rows] = True
-    features = np.zeros((n_rows, backbone.dim), dtype=np.float32)
-    flipped = np.zeros_like(features) if flip else None
+    crops, rows, (features, valid, flipped) = blank_face_features(crops_dir, n_rows, backbone.dim, flip)
     if len(rows) == 0:
         return FaceFeatures(features, valid, flipped)
     loader = crop_loader([crops[r + 1] for r in rows], crop_size, max(batch_size, 64), num_workers, torch.device("cpu"))
@@ -246,10 +248,7 @@ def extract_shard(
         try:
             features, valid, flipped = embed_trial(backbone, spec, row, audio_paths, native_by_video)
         except DatasetError as error:
-            if on_bad_trial != "skip":
-                raise
-            log.warning("skipping trial %s: %s", row.trial, error)
-            summary.append({"trial": row.trial, "status": "skipped", "reason": str(error)})
+            summary.append(skipped_trial(row.trial, error, on_bad_trial, log))
             continue
         seconds = time.perf_counter() - start
         attrs = {

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from vapipe.data.affwild2 import DatasetError
-from vapipe.features.cache import fingerprint, is_complete, read_extra, read_store, store_path, write_store
+from vapipe.features.cache import fingerprint, is_complete, read_extra, read_store, skipped_trial, store_path, write_store
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +145,7 @@ def import_shard(
                     raise DatasetError(f"{path}: trial '{row.trial}' has {width} features per row, other trials {dim}")
                 dim = width
             except DatasetError as error:
-                if on_bad_trial != "skip":
-                    raise
-                log.warning("skipping trial %s: %s", row.trial, error)
-                summary.append({"trial": row.trial, "status": "skipped", "reason": str(error)})
+                summary.append(skipped_trial(row.trial, error, on_bad_trial, log))
                 continue
             features, valid = arrays.pop("features"), arrays.pop("valid")
             attrs = {
