@@ -4,8 +4,10 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from vapipe.config import ConfigError
+from vapipe.config import check_config
+from vapipe.errors import ConfigError
 from vapipe.evaluation.paper_rows import load_paper_rows, materialize_rows
+from vapipe.specs import PipelineSpec
 
 min_version("9.0")
 
@@ -16,6 +18,12 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+CONFIG_SOURCES = ", ".join(map(str, workflow.configfiles))
+# Typed specs (vapipe.specs) own every key and default: a typo stops here, naming the key path.
+try:
+    PipelineSpec.from_config(config)
+except ConfigError as error:
+    raise WorkflowError(f"{CONFIG_SOURCES}: {error}") from None
 validate(config, schema="workflow/schemas/config.schema.yaml")
 # The config's own systems (rule all); the paper rows' systems and fusions join them below.
 CONFIG_SYSTEMS = list(config["systems"])
@@ -27,6 +35,13 @@ except ConfigError as error:
     raise WorkflowError(f"{config['paper_rows']}: {error}") from None
 config["systems"].update(ROW_SYSTEMS)
 config["fusions"] = {**config.get("fusions", {}), **ROW_FUSIONS}
+try:
+    SPEC = check_config(config)
+except ConfigError as error:
+    raise WorkflowError(f"{CONFIG_SOURCES}: {error}") from None
+# From here on the config is the spec's plain form: every default filled in, from one place.
+config.clear()
+config.update(SPEC.to_dict())
 validate(config, schema="workflow/schemas/config.schema.yaml")
 
 

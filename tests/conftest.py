@@ -107,3 +107,13 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def make_system(model: str, params: dict, window: int = 100, stride: int = 60, features=("f",), **train):
+    """An unfitted system of the config entry these settings make (CPU)."""
+    from vapipe.specs import SystemSpec, TrainSpec
+    from vapipe.training.system import create_system
+
+    spec = SystemSpec(model=model, features=tuple(features), window=window, stride=stride, params=params,
+                      train=TrainSpec(**{"device": "cpu", **train}))
+    return create_system(spec)

@@ -1,25 +1,39 @@
-"""Late fusion (issue 5): DWF and RF stacking (paper 001, sec. 3.3), fold handling (paper 000)."""
+"""Late fusion (issue 5): DWF and RF stacking (paper 001, sec. 3.3), fold handling (paper 000),
+and the one interface every fusion method shares (`vapipe.fusion.base`)."""
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import REPO
+from vapipe import TARGETS
 from vapipe.errors import InputError
 from vapipe.evaluation.metrics import ccc, va_scores
 from vapipe.fusion import (
+    FUSION_METHODS,
     DirichletWeightedFusion,
     ForestFusion,
+    LateFusion,
     align_predictions,
     average_folds,
+    create_fusion,
     dirichlet_pool,
     frame_labels,
     fused_table,
+    fusion_options,
+    list_fusions,
     out_of_fold_predictions,
     pool_ccc,
+    register_fusion,
     targetwise_fold_selection,
 )
 from vapipe.fusion.dirichlet import moments
-from vapipe.fusion.run import FIT_ROW, fuse_systems
+from vapipe.fusion.run import fuse_systems
+
+# The metrics row of each built-in method's score on its own fitting frames.
+FIT_ROW = {"dwf": "fit", "random_forest": "out_of_bag"}
 
 
 def truth_and_noise(n=3000, seed=0):
@@ -138,13 +152,13 @@ def test_forest_out_of_bag_ccc_is_optimistic_on_smooth_trials_and_grouped_cv_is_
         params = forest.params_[target]
         assert params["n_estimators"] in (10, 20)
         chosen = forest.selection_.query("target == @target")
-        assert forest.oob_ccc_[target] == pytest.approx(chosen["oob_ccc"].max())
+        assert forest.fit_scores_[target] == pytest.approx(chosen["oob_ccc"].max())
         # oob_score_ is the callable's CCC of the forest's own out-of-bag predictions.
         model = forest.models_[target]
         assert model.oob_score_ == pytest.approx(ccc(model.oob_prediction_, labels[5:, i]))
         # Neighbouring frames leak into the bag: out-of-bag looks good, unseen trials do not.
-        assert forest.oob_ccc_[target] > forest.grouped_cv_ccc_[target] + 0.25, (
-            forest.oob_ccc_, forest.grouped_cv_ccc_)
+        assert forest.fit_scores_[target] > forest.cv_scores_[target] + 0.25, (
+            forest.fit_scores_, forest.cv_scores_)
     assert forest.predict(preds).shape == (len(preds), 2)
 
 
@@ -159,7 +173,7 @@ def test_forest_warm_start_grid_equals_fresh_forests_and_follows_the_seed():
     np.testing.assert_allclose(small, fresh.selection_["oob_ccc"].to_numpy())
     again = fit((5, 10))
     np.testing.assert_array_equal(grown.predict(preds), again.predict(preds))
-    assert grown.grouped_cv_ccc_ == again.grouped_cv_ccc_
+    assert grown.cv_scores_ == again.cv_scores_
 
 
 # --- tables and folds ------------------------------------------------------------------------
@@ -277,7 +291,9 @@ def synthetic_system_tables(tmp_path, n_trials=8, n_frames=120, seed=0):
 @pytest.mark.parametrize("method", ["dwf", "random_forest"])
 def test_fuse_systems_reports_cross_fitted_scores_and_fuses_the_test_rows(tmp_path, method):
     manifest, upsampled = synthetic_system_tables(tmp_path)
-    spec = {"method": method, "systems": ["good", "noise"], "pool_size": 1000, "seed": 0, "cv_splits": 3}
+    spec = {"method": method, "systems": ["good", "noise"], "seed": 0, "cv_splits": 3}
+    if method == "dwf":
+        spec["pool_size"] = 1000
     kfolds = {s: {f: t for f, t in folds.items() if f != "official"} for s, folds in upsampled.items()}
     frames, summary, metrics, _ = fuse_systems(spec, kfolds, manifest, smoothing_seconds=0.5)
     heldout, test = frames[frames["set"] == "heldout"], frames[frames["set"] == "test"]
@@ -294,3 +310,182 @@ def test_fuse_systems_reports_cross_fitted_scores_and_fuses_the_test_rows(tmp_pa
     assert sorted(frames.loc[frames["set"] == "heldout", "trial"].unique()) == ["v0", "v1", "v2", "v3"]
     with pytest.raises(ValueError, match="not on both"):
         fuse_systems(spec, upsampled, manifest, smoothing_seconds=0.0)
+
+
+# --- one interface: the registry and the LateFusion contract ----------------------------------
+
+# Options that keep each built-in method's contract test small. The random forest picks its
+# (n_estimators, criterion) once, on all fitting frames, and cross-fits with them (its documented
+# behaviour): with one grid point a forest fitted without a trial picks the same ones.
+CONTRACT_OPTIONS = {"random_forest": {"n_estimators_grid": (10,), "criteria": ("squared_error",)}}
+
+
+def trials_with_a_trial_specific_model(n_trials=4, length=80, seed=0):
+    """Three base models over a few trials: model 0 = labels + noise; model 1 = the labels in
+    trial 0 only, noise elsewhere (so which weights win depends on the trials fitted on); model 2 =
+    noise. A few frames of every trial are unannotated (-5)."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat([f"t{i}" for i in range(n_trials)], length)
+    labels = np.tanh(rng.normal(0, 0.8, (len(groups), 2)))
+    good = labels + rng.normal(0, 0.3, labels.shape)
+    specific = np.where((groups == "t0")[:, None], labels + rng.normal(0, 0.05, labels.shape),
+                        rng.normal(0, 0.5, labels.shape))
+    preds = np.stack([good, specific, rng.normal(0, 0.5, labels.shape)], axis=1)
+    labels[::17] = -5.0
+    return preds, labels, groups
+
+
+def test_the_built_in_methods_are_registered_by_name():
+    assert {"dwf", "random_forest"} <= set(list_fusions())
+    assert list_fusions() == sorted(list_fusions())
+    assert FUSION_METHODS["dwf"] is DirichletWeightedFusion and DirichletWeightedFusion.method == "dwf"
+    assert FUSION_METHODS["random_forest"] is ForestFusion and ForestFusion.method == "random_forest"
+    assert {m: FUSION_METHODS[m].fit_score_name for m in FIT_ROW} == FIT_ROW
+    # Defaults live in the constructors only; fusion_options reads them from there.
+    assert fusion_options("dwf") == {"pool_size": 2000, "seed": 0, "cv_splits": 5}
+    assert fusion_options("random_forest")["min_samples_leaf"] == 1
+    assert set(fusion_options("random_forest")) == {"seed", "n_estimators_grid", "criteria", "cv_splits",
+                                                    "max_samples", "min_samples_leaf", "n_jobs"}
+
+
+@pytest.mark.parametrize("method", list_fusions())
+def test_every_registered_method_keeps_the_late_fusion_contract(method, tmp_path):
+    preds, labels, groups = trials_with_a_trial_specific_model()
+    options = CONTRACT_OPTIONS.get(method, {})
+    fuser = create_fusion(method, **options)
+    assert isinstance(fuser, LateFusion) and fuser.method == method
+    assert fuser.get_params() == {**fusion_options(method), **options}
+    assert fuser.fit(preds, labels, groups) is fuser
+
+    annotated = int((labels[:, 0] != -5).sum())
+    assert isinstance(fuser.fit_score_name, str) and fuser.fit_score_name
+    for scores in (fuser.fit_scores_, fuser.cv_scores_):
+        assert set(scores) == {"valence", "arousal", "mean", "n_frames"}
+        assert scores["n_frames"] == annotated
+        assert scores["mean"] == pytest.approx((scores["valence"] + scores["arousal"]) / 2)
+    assert fuser.cv_predictions_.shape == (len(preds), 2) and np.isfinite(fuser.cv_predictions_).all()
+    assert fuser.cv_scores_ == pytest.approx(va_scores(fuser.cv_predictions_, labels))
+
+    # Cross-fitting: each trial's frames are fused by a fit that never saw that trial. Four trials
+    # and cv_splits >= 4 give one trial per split: refit without each trial and compare.
+    assert fuser.cv_splits >= 4
+    for trial in np.unique(groups):
+        held_out = groups == trial
+        without = create_fusion(method, **options).fit(preds[~held_out], labels[~held_out], groups[~held_out])
+        np.testing.assert_allclose(fuser.cv_predictions_[held_out], without.predict(preds[held_out]),
+                                   rtol=1e-10, atol=1e-12, err_msg=f"{method}, trial {trial}")
+    # ... and the data tell the two apart: the fit on all frames fuses differently.
+    assert not np.allclose(fuser.cv_predictions_, fuser.predict(preds))
+
+    assert fuser.predict(preds).shape == (len(preds), 2)
+    assert fuser.predict(preds[:7]).shape == (7, 2)
+    summary = json.loads(json.dumps(fuser.summary(["face", "audio", "text"])))
+    assert summary["method"] == method
+    assert summary["fit_scores"] == pytest.approx(fuser.fit_scores_)
+    assert summary["cv_scores"] == pytest.approx(fuser.cv_scores_)
+    again = create_fusion(method, **options).fit(preds, labels, groups)
+    np.testing.assert_array_equal(again.predict(preds), fuser.predict(preds))
+    np.testing.assert_array_equal(again.cv_predictions_, fuser.cv_predictions_)
+    fuser.figure(preds, labels, ["face", "audio", "text"], tmp_path / "fusion.png")
+    assert (tmp_path / "fusion.png").stat().st_size > 0
+    # Without groups there is nothing to cross-fit over.
+    alone = create_fusion(method, **options).fit(preds, labels)
+    assert alone.cv_scores_ is None and alone.cv_predictions_ is None
+    np.testing.assert_array_equal(alone.predict(preds), fuser.predict(preds))
+
+
+def test_create_fusion_names_an_unknown_method_or_option_and_the_known_ones():
+    with pytest.raises(ValueError, match="unknown fusion method 'nope'; known: ") as error:
+        create_fusion("nope")
+    assert all(name in str(error.value) for name in list_fusions())
+    assert "dwf, random_forest" in str(error.value)
+    with pytest.raises(ValueError, match="unknown fusion method 'nope'"):
+        fusion_options("nope")
+    with pytest.raises(ValueError, match="'dwf' takes no option 'pool_sise'; it takes cv_splits, pool_size, seed"):
+        create_fusion("dwf", pool_sise=1000)
+    with pytest.raises(ValueError, match="'dwf' is already registered"):
+        register_fusion("dwf")(type("OtherDWF", (DirichletWeightedFusion,), {}))
+    with pytest.raises(TypeError, match="not a LateFusion subclass"):
+        register_fusion("not_a_fusion")(dict)
+    assert "not_a_fusion" not in FUSION_METHODS
+
+
+@pytest.fixture
+def registry():
+    """Restores the fusion registry after a test registers methods of its own."""
+    saved = dict(FUSION_METHODS)
+    yield FUSION_METHODS
+    FUSION_METHODS.clear()
+    FUSION_METHODS.update(saved)
+
+
+def test_a_newly_registered_method_runs_through_fuse_systems(tmp_path, registry):
+    @register_fusion("test_equal_weights")
+    class EqualWeights(LateFusion):
+        """Equal weights: the mean of the base models, nothing to choose."""
+
+        def _fit_frames(self, preds, labels):
+            fused = self._predict_frames(preds)
+            return {t: ccc(fused[:, i], labels[:, i]) for i, t in enumerate(TARGETS)}
+
+        def _predict_frames(self, preds):
+            return preds.mean(axis=1)
+
+    assert "test_equal_weights" in list_fusions() and fusion_options("test_equal_weights") == {"cv_splits": 5}
+    manifest, upsampled = synthetic_system_tables(tmp_path)
+    kfolds = {s: {f: t for f, t in folds.items() if f != "official"} for s, folds in upsampled.items()}
+    spec = {"method": "test_equal_weights", "systems": ["good", "noise"], "folds": ["k0", "k1"], "cv_splits": 3}
+    frames, summary, metrics, (fuser, preds, labels) = fuse_systems(spec, kfolds, manifest, smoothing_seconds=0.5)
+    assert isinstance(fuser, EqualWeights)
+    assert list(metrics.columns) == ["fold", "valence", "arousal", "mean", "n_frames"]
+    assert metrics["fold"].tolist() == ["fit", "grouped_cv", "grouped_cv_smoothed"]
+    table = metrics.set_index("fold")
+    expected = va_scores(preds.mean(axis=1), labels)
+    for row in ("fit", "grouped_cv"):  # nothing is chosen: both are the plain mean's score
+        assert table.loc[row, list(expected)].to_dict() == pytest.approx(expected)
+    assert table.loc["grouped_cv_smoothed", "n_frames"] == expected["n_frames"]
+    assert sorted(frames["set"].unique()) == ["heldout", "test"]
+    assert summary["method"] == "test_equal_weights" and summary["systems"] == ["good", "noise"]
+    json.dumps(summary)
+    fuser.figure(preds, labels, spec["systems"], tmp_path / "fusion.png")  # the base class's figure
+    assert (tmp_path / "fusion.png").stat().st_size > 0
+
+
+EXAMPLE_MARKER = "<!-- example: fusion -->"
+
+
+def readme_fusion_example(text: str) -> str | None:
+    """The fenced python block directly after the line holding EXAMPLE_MARKER (None without one)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if EXAMPLE_MARKER in line), None)
+    if start is None:
+        return None
+    rest = lines[start + 1:]
+    while rest and not rest[0].strip():
+        rest = rest[1:]
+    if not rest or rest[0].strip() != "```python":
+        raise AssertionError(f"README: no ```python block directly after {EXAMPLE_MARKER}")
+    end = next(i for i, line in enumerate(rest) if i > 0 and line.strip() == "```")
+    return "\n".join(rest[1:end]) + "\n"
+
+
+README = (REPO / "README.md").read_text() if (REPO / "README.md").exists() else ""
+
+
+@pytest.mark.skipif(EXAMPLE_MARKER not in README, reason="README example not yet added")
+def test_the_readme_example_adds_a_fusion_method(tmp_path, registry):
+    run_fusion_example(readme_fusion_example(README), tmp_path)
+
+
+def run_fusion_example(code: str, tmp_path):
+    """Exec the README's example (it registers "mean"), then fuse two systems with it."""
+    FUSION_METHODS.pop("mean", None)  # the `registry` fixture puts back whatever was there
+    exec(compile(code, "README.md (example: fusion)", "exec"), {"__name__": "readme_example"})
+    assert "mean" in list_fusions()
+    manifest, upsampled = synthetic_system_tables(tmp_path)
+    kfolds = {s: {f: t for f, t in folds.items() if f != "official"} for s, folds in upsampled.items()}
+    spec = {"method": "mean", "systems": ["good", "noise"], "folds": ["k0", "k1"]}
+    frames, summary, metrics, (fuser, preds, labels) = fuse_systems(spec, kfolds, manifest, smoothing_seconds=0.5)
+    assert metrics["fold"].tolist() == [fuser.fit_score_name, "grouped_cv", "grouped_cv_smoothed"]
+    np.testing.assert_allclose(fuser.predict(preds), preds.mean(axis=1))
+    assert summary["method"] == "mean"

@@ -16,8 +16,8 @@ from vapipe.data.manifest import DatasetLayout, build_manifest
 from vapipe.features.audio import extract_audio
 from vapipe.features.cache import is_complete, write_store
 from vapipe.features.masks import (
-    MouthSettings,
-    VadSettings,
+    MouthSpec,
+    VadSpec,
     detect_mouth_open_shard,
     detect_voice_activity_shard,
     frame_coverage,
@@ -52,8 +52,8 @@ def demo_masks(tmp_path_factory):
         Path(audio[video]).parent.mkdir(exist_ok=True)
         extract_audio(path, audio[video])
     masks = tmp / "masks"
-    vad = detect_voice_activity_shard(manifest, 0, 1, audio, masks, VadSettings())
-    mouth = detect_mouth_open_shard(manifest, 0, 1, masks, MouthSettings())
+    vad = detect_voice_activity_shard(manifest, 0, 1, audio, masks, VadSpec())
+    mouth = detect_mouth_open_shard(manifest, 0, 1, masks, MouthSpec())
     return {"root": root, "manifest": manifest, "audio": audio, "masks": masks, "summaries": (vad, mouth)}
 
 
@@ -129,9 +129,9 @@ def test_mask_stores_are_complete_aligned_and_described(demo_masks, tmp_path):
             assert not store.features[~store.valid].any()  # unknown rows hold no measure
     copy = tmp_path / "masks"
     shutil.copytree(demo_masks["masks"], copy)
-    again = detect_voice_activity_shard(manifest, 0, 1, demo_masks["audio"], copy, VadSettings())
+    again = detect_voice_activity_shard(manifest, 0, 1, demo_masks["audio"], copy, VadSpec())
     assert set(again.status) == {"cached"}
-    other = detect_voice_activity_shard(manifest, 0, 1, demo_masks["audio"], copy, VadSettings(threshold=0.6))
+    other = detect_voice_activity_shard(manifest, 0, 1, demo_masks["audio"], copy, VadSpec(threshold=0.6))
     assert set(other.status) == {"computed"}  # other settings: the fingerprint no longer matches
 
 
@@ -168,7 +168,7 @@ def test_mouth_opening_keeps_talking_and_ignores_a_held_smile():
     rng = np.random.default_rng(0)
     gaps = 0.02 + smile + np.where(talking, syllables, 0.0) + rng.normal(0, 0.002, len(t))
     gaps[100:110] = np.nan  # no face found: unknown
-    measure, valid, threshold = mouth_opening(gaps, fps, MouthSettings())
+    measure, valid, threshold = mouth_opening(gaps, fps, MouthSpec())
     is_open = valid & (measure >= threshold)
     assert not valid[100:110].any() and not is_open[100:110].any()
     core = talking & valid & (np.abs(t - 4) < 1.7)
@@ -179,8 +179,8 @@ def test_mouth_opening_keeps_talking_and_ignores_a_held_smile():
 
 def test_a_trial_that_never_talks_has_no_open_mouth():
     gaps = 0.03 + np.random.default_rng(1).normal(0, 0.001, 300)
-    measure, valid, threshold = mouth_opening(gaps, 30.0, MouthSettings())
-    assert valid.all() and threshold == MouthSettings().min_threshold
+    measure, valid, threshold = mouth_opening(gaps, 30.0, MouthSpec())
+    assert valid.all() and threshold == MouthSpec().min_threshold
     assert not (measure >= threshold).any()
 
 
@@ -209,12 +209,12 @@ def refuse(*args, **kwargs):
 socket.socket.connect = refuse
 socket.create_connection = refuse
 import numpy as np
-from vapipe.features.masks import FaceMesh, MouthSettings, load_vad_model, speech_probabilities
+from vapipe.features.masks import FaceMesh, MouthSpec, load_vad_model, speech_probabilities
 model = load_vad_model()
 noise = np.random.default_rng(0).normal(0, 0.01, 16000).astype(np.float32)
 probs = speech_probabilities(model, noise)
 assert len(probs) == 32 and (probs < 0.5).all(), probs
-with FaceMesh(MouthSettings()) as mesh:
+with FaceMesh(MouthSpec()) as mesh:
     assert mesh.landmarks(np.zeros((112, 112, 3), np.uint8)) is None
 print("OFFLINE OK")
 """

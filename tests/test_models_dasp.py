@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vapipe.features.text_prototypes import region_centres
+from vapipe.va_regions import region_centres
 from vapipe.models import MODELS, create_model
 from vapipe.models.dasp import (
     DASP,

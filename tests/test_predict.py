@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import wave
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,30 +21,50 @@ from conftest import REPO
 from vapipe.cli import main
 from vapipe.data.affwild2 import probe_video
 from vapipe.features.backbones import create_backbone
+from vapipe.specs import PipelineSpec
 from vapipe.training.data import TrialData
-from vapipe.training.trainer import SystemTrainer, TrainConfig
+from vapipe.training.system import create_system, load_system
 
 SYSTEM = "tcn_av"
+# Every system kind and rate: tcn_av (native rate), dresvyanskiy_face (5 FPS), kelm_face (KELM),
+# dasp (text prototypes read from a file at training time, a buffer of its checkpoint after).
+SYSTEMS = ("tcn_av", "dresvyanskiy_face", "kelm_face", "dasp")
+
+
+def tiny_config() -> dict:
+    """config/config.yaml with tests/config/tiny.yaml's backbone and system overrides merged in."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    tiny = yaml.safe_load((REPO / "tests/config/tiny.yaml").read_text())
+    for section in ("backbones", "systems"):
+        for name, override in tiny[section].items():
+            config[section][name] = {**config[section][name], **override}
+    return config
 
 
 @pytest.fixture(scope="module")
 def trained_results(tmp_path_factory) -> Path:
-    """A results folder holding one fold model of a tiny system, with its backbone specs."""
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    tiny = yaml.safe_load((REPO / "tests/config/tiny.yaml").read_text())
-    backbones = {name: {**config["backbones"][name], **tiny["backbones"].get(name, {})} for name in config["backbones"]}
-    dims = {name: create_backbone(name, spec).dim for name, spec in backbones.items()}
-    rng = np.random.default_rng(0)
-    trials = [
-        TrialData(f"t{i}", 25.0, {n: rng.normal(size=(80, d)).astype(np.float32) for n, d in dims.items()},
-                  {n: np.ones(80, bool) for n in dims}, rng.uniform(-0.5, 0.5, (80, 2)).astype(np.float32))
-        for i in range(3)
-    ]
-    trainer = SystemTrainer("tcn_fusion", {"hidden": 8, "levels": 1}, 40, 20, TrainConfig(epochs=1, device="cpu"))
-    trainer.fit(trials)
+    """A results folder holding one fold checkpoint of each of SYSTEMS, trained on random features
+    of their backbones' widths, saved the way rule train_fold saves them."""
+    spec = PipelineSpec.from_config(tiny_config())
     results = tmp_path_factory.mktemp("results")
-    (results / "models" / SYSTEM / "k0").mkdir(parents=True)
-    torch.save({**trainer.state_dict(), "backbones": backbones}, results / "models" / SYSTEM / "k0" / "model.pt")
+    prototypes = results / "prototypes.npy"
+    np.save(prototypes, np.random.default_rng(1).normal(size=(9, 12)).astype(np.float32))
+    rng = np.random.default_rng(0)
+    for name in SYSTEMS:
+        system = spec.systems[name]
+        params = {**system.params, "prototypes": str(prototypes)} if "prototypes" in system.params else system.params
+        system = replace(system, params=params, train=replace(system.train, epochs=1, device="cpu"))
+        backbones = {b: spec.backbones[b].to_dict() for b in system.features}
+        dims = {b: create_backbone(b, backbones[b]).dim for b in system.features}
+        trials = [
+            TrialData(f"t{i}", 25.0, {n: rng.normal(size=(120, d)).astype(np.float32) for n, d in dims.items()},
+                      {n: np.ones(120, bool) for n in dims}, rng.uniform(-0.5, 0.5, (120, 2)).astype(np.float32))
+            for i in range(4)
+        ]
+        fitted = create_system(system).fit(trials[:3], validation=trials[3:])
+        fitted.save(results / "models" / name / "k0", {"system": name, "fold": "k0", "backbones": backbones,
+                                                     "postprocess": {"smoothing_seconds": 0.5}})
+    prototypes.unlink()  # a DASP checkpoint needs nothing but its own folder
     return results
 
 
@@ -106,16 +127,44 @@ def test_predict_on_a_real_photo_with_synthesized_speech(trained_results, tmp_pa
     assert f"{n_frames} frames" in capsys.readouterr().out
 
 
-def test_predict_on_a_generated_demo_video(trained_results, tmp_path):
+@pytest.fixture(scope="module")
+def demo_video(tmp_path_factory) -> Path:
     from vapipe.data.demo import DemoSpec, generate_demo_dataset
 
-    generate_demo_dataset(tmp_path / "demo", DemoSpec(seed=5, n_videos=3, min_frames=40, max_frames=50,
-                                                      n_test_videos=1, n_validation_videos=1))
-    video = sorted((tmp_path / "demo/videos").rglob("*.mp4"))[-1]
-    assert main(["predict", str(video), "--system", SYSTEM, "--results", str(trained_results), "--out", str(tmp_path / "demo_out")]) == 0
-    table = pd.read_csv(tmp_path / "demo_out.va.csv")
-    assert len(table) == probe_video(video).n_frames
-    assert table["face"].mean() > 0.5
+    root = tmp_path_factory.mktemp("demo")
+    generate_demo_dataset(root / "demo", DemoSpec(seed=5, n_videos=3, min_frames=40, max_frames=50,
+                                                  n_test_videos=1, n_validation_videos=1))
+    return sorted((root / "demo/videos").rglob("*.mp4"))[-1]
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_predict_on_a_generated_demo_video_with_every_system_kind_and_rate(system, trained_results, demo_video,
+                                                                            tmp_path):
+    out = tmp_path / "demo_out"
+    assert main(["predict", str(demo_video), "--system", system, "--results", str(trained_results),
+                 "--out", str(out)]) == 0
+    table = pd.read_csv(f"{out}.va.csv")
+    n_frames = probe_video(demo_video).n_frames
+    assert len(table) == n_frames and table["frame"].tolist() == list(range(1, n_frames + 1))
+    assert table["face"].mean() > 0.5 and table.notna().all().all()
+
+
+def test_a_checkpoint_loads_from_another_directory_with_nothing_else_on_disk(trained_results, tmp_path,
+                                                                             monkeypatch):
+    """DASP read its prototypes from a file that is gone now; the copy sits in a fresh folder."""
+    copy = tmp_path / "elsewhere" / "dasp"
+    shutil.copytree(trained_results / "models" / "dasp" / "k0", copy)
+    assert sorted(p.name for p in copy.iterdir()) == ["config.json", "model.safetensors"]
+    monkeypatch.chdir(tmp_path)
+    again, original = load_system(copy), load_system(trained_results / "models" / "dasp" / "k0")
+    rng = np.random.default_rng(3)
+    dims = again.input_dims_
+    trial = TrialData("x", 25.0, {n: rng.normal(size=(50, d - 1)).astype(np.float32) for n, d in dims.items()},
+                      {n: np.ones(50, bool) for n in dims}, labels=None)
+    for got, want in zip(again.predict(trial), original.predict(trial)):
+        np.testing.assert_array_equal(got, want)
+    prototypes = again.model_.soft_prompt.prototypes.numpy()
+    assert prototypes.shape == (9, 12) and np.abs(prototypes).sum() > 0  # the trained buffer, not zeros
 
 
 def test_predict_names_what_is_missing(trained_results, tmp_path, capsys):

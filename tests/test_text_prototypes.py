@@ -6,17 +6,18 @@ import numpy as np
 import pytest
 import torch
 
+from vapipe import va_regions
 from vapipe.features import text_prototypes as tp
 
 
 def test_regions_follow_the_paper_grid_and_templates():
-    centres = tp.region_centres()
+    centres = va_regions.region_centres()
     assert centres.shape == (9, 2)
     np.testing.assert_allclose(np.unique(centres[:, 0]), [-0.66, 0.0, 0.66])
     np.testing.assert_allclose(np.unique(centres[:, 1]), [-0.66, 0.0, 0.66])
     assert len({tuple(c) for c in centres.tolist()}) == 9  # every grid cell once
     np.testing.assert_allclose(centres[[0, 3, 5, 8]], [[-0.66, -0.66], [0, -0.66], [0, 0.66], [0.66, 0.66]])
-    descriptions = tp.region_descriptions()
+    descriptions = va_regions.region_descriptions()
     assert len(descriptions) == len(set(descriptions)) == 9
     # the three states the paper names sit in the cells they describe
     assert descriptions[3] == "low-energy" and descriptions[1] == "uncomfortable"
@@ -127,7 +128,7 @@ def test_save_prototypes_writes_npy_and_meta_atomically(tmp_path):
     np.testing.assert_array_equal(np.load(path), array)
     meta = json.loads((tmp_path / "sub" / "prototypes.json").read_text())
     assert meta["model"] == "tiny" and meta["shape"] == [9, 5]
-    assert [r["description"] for r in meta["regions"]] == tp.region_descriptions()
+    assert [r["description"] for r in meta["regions"]] == va_regions.region_descriptions()
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["prototypes.json", "prototypes.npy"]
     with pytest.raises(ValueError, match=r"\[9, D\]"):
         tp.save_prototypes(tmp_path / "bad.npy", np.zeros((8, 5)))

@@ -12,9 +12,12 @@ from test_training import synthetic_trials
 from vapipe.evaluation.sweep import dropped_rows, missing_audio_sweep
 from vapipe.training.data import Standardizer, TrialData
 from vapipe.training.kelm_system import KELMSystem
+from vapipe.training.system import load_system
 from vapipe.training.resample import resample_trial
-from vapipe.training.run import inner_validation_split, load_checkpoint_system, trainer_for
-from vapipe.training.trainer import SystemTrainer, TrainConfig, learning_rate_factor, speech_only
+from vapipe.specs import TrainSpec
+from vapipe.training.run import inner_validation_split
+from vapipe.training.trainer import learning_rate_factor, speech_only
+from conftest import make_system
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -72,19 +75,19 @@ def test_schedules_warm_up_then_decay_or_restart():
     assert cyclic[34] < 0.01
     assert learning_rate_factor(50, 10, 110, "constant", 25) == 1.0
     with pytest.raises(ValueError, match="unknown schedule 'step'"):
-        TrainConfig(schedule="step")
+        TrainSpec(schedule="step")
 
 
-def small_trainer(**train) -> SystemTrainer:
-    config = TrainConfig(**{"epochs": 6, "batch_size": 4, "lr": 3e-3, "seed": 0, "device": "cpu", **train})
-    return SystemTrainer("tcn_fusion", {"hidden": 8, "levels": 2, "kernel_size": 3, "dropout": 0.0},
-                         window=100, stride=60, train=config)
+def small_trainer(window=100, stride=60, **train):
+    settings = {"epochs": 6, "batch_size": 4, "lr": 3e-3, "seed": 0, **train}
+    return make_system("tcn_fusion", {"hidden": 8, "levels": 2, "kernel_size": 3, "dropout": 0.0},
+                       window=window, stride=stride, **settings)
 
 
 def test_early_stopping_keeps_the_best_validation_epoch():
     train, validation = synthetic_trials(4, 0), synthetic_trials(2, 5)
     trainer = small_trainer(epochs=40, early_stopping_patience=2, lr=0.05)
-    history = trainer.fit(train, validation=validation)
+    history = trainer.fit(train, validation=validation).history_
     scores = [h["validation_mean"] for h in history]
     best = int(np.argmax(scores))
     assert len(history) == best + 3 < 40  # stopped two epochs after the best one
@@ -102,16 +105,16 @@ def test_speech_only_training_masks_every_other_frame():
         speech_only(trial)
 
 
-def test_a_low_rate_system_predicts_at_bin_times():
+def test_a_low_rate_system_predicts_at_bin_times(tmp_path):
     train = synthetic_trials(3, 0)
-    trainer = small_trainer(rate=5.0, epochs=2)
-    trainer.window, trainer.stride = 20, 10
+    trainer = small_trainer(window=20, stride=10, rate=5.0, epochs=2)
     trainer.fit(train)
     table = trainer.predictions_table(train[:1], "heldout")
     assert len(table) == 40  # 240 rows at 30 fps = 8 s = 40 bins at 5 fps
     np.testing.assert_allclose(table["time"].to_numpy()[:2], [2.5 / 30, 8.5 / 30])
-    again = SystemTrainer.from_checkpoint(trainer.state_dict())
-    np.testing.assert_array_equal(again.predict_trial(train[0]), trainer.predict_trial(train[0]))
+    again = load_system(trainer.save(tmp_path / "checkpoint"))
+    for got, want in zip(again.predict(train[0]), trainer.predict(train[0])):
+        np.testing.assert_array_equal(got, want)
 
 
 def two_modality_trials(n, seed):
@@ -125,28 +128,29 @@ def two_modality_trials(n, seed):
 def test_an_auxiliary_loss_model_trains_and_predicts_through_the_trainer(tmp_path):
     prototypes = np.random.default_rng(0).normal(size=(9, 16)).astype(np.float32)
     np.save(tmp_path / "p.npy", prototypes)
-    trainer = SystemTrainer("dasp", {"hidden": 16, "prototypes": str(tmp_path / "p.npy")}, window=60, stride=40,
-                            train=TrainConfig(epochs=2, batch_size=4, device="cpu"))
+    trainer = make_system("dasp", {"hidden": 16, "prototypes": str(tmp_path / "p.npy")}, window=60, stride=40,
+                          features=("face_a", "voice_b"), epochs=2, batch_size=4)
     trials = two_modality_trials(2, 0)
-    history = trainer.fit(trials)
+    history = trainer.fit(trials).history_
     assert np.isfinite(history[-1]["loss"])
-    prediction = trainer.predict_trial(trials[0])
-    assert prediction.shape == (240, 2) and np.abs(prediction).max() <= 1
+    times, prediction = trainer.predict(trials[0])
+    assert prediction.shape == (240, 2) and len(times) == 240
 
 
-def test_kelm_system_fits_selects_and_round_trips():
-    system = trainer_for({"model": "kelm", "features": ["f"], "params": {"window_seconds": 1.0, "step_seconds": 0.5}})
+def test_kelm_system_fits_selects_and_round_trips(tmp_path):
+    system = make_system("kelm", {"window_seconds": 1.0, "step_seconds": 0.5})
     train, validation, test = synthetic_trials(4, 0), synthetic_trials(2, 3), synthetic_trials(2, 7)
-    history = system.fit(train, validation=validation)
-    assert history[0]["kernel"] in ("linear", "rbf") and len(system.regressor.selection_) == 12
+    history = system.fit(train, validation=validation).history_
+    assert history[0]["kernel"] in ("linear", "rbf") and len(system.regressor_.selection_) == 12
     assert system.score(test)["mean"] > 0.5
     table = system.predictions_table(test[:1], "heldout")
     assert len(table) == 15 and table["time"].is_monotonic_increasing  # 8 s, 1 s windows every 0.5 s
     with pytest.raises(ValueError, match="KELM: the validation trials give 1 window"):
-        trainer_for({"model": "kelm", "features": ["f"], "params": {"window_seconds": 8.0}}).fit(train, validation=validation[:1])
-    again = load_checkpoint_system(system.state_dict())
+        make_system("kelm", {"window_seconds": 8.0}).fit(train, validation=validation[:1])
+    again = load_system(system.save(tmp_path / "kelm"))
     assert isinstance(again, KELMSystem)
-    np.testing.assert_array_equal(again.predict_trial(test[0]), system.predict_trial(test[0]))
+    for got, want in zip(again.predict(test[0]), system.predict(test[0])):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_inner_validation_split_holds_out_whole_videos_reproducibly():
@@ -161,8 +165,8 @@ def test_inner_validation_split_holds_out_whole_videos_reproducibly():
 
 def test_missing_audio_sweep_degrades_from_the_intact_score():
     trials = two_modality_trials(4, 0)
-    trainer = SystemTrainer("tcn_fusion", {"hidden": 8, "levels": 2, "kernel_size": 3}, window=100, stride=60,
-                            train=TrainConfig(epochs=4, batch_size=4, lr=3e-3, device="cpu"))
+    trainer = make_system("tcn_fusion", {"hidden": 8, "levels": 2, "kernel_size": 3}, features=("face_a", "voice_b"),
+                          epochs=4, batch_size=4, lr=3e-3)
     trainer.fit(trials[:3])
     table = missing_audio_sweep(trainer, trials[3:], ["voice_b"])
     assert list(table.share) == [0.0, 0.1, 0.2, 0.4, 0.6, 0.8]

@@ -5,7 +5,7 @@ import torch
 from vapipe.models import create_model
 from vapipe.training.data import Standardizer, TrialData, fill_invalid
 from vapipe.training.losses import ccc_loss
-from vapipe.training.trainer import SystemTrainer, TrainConfig
+from conftest import make_system
 from vapipe.training.windows import window_starts
 
 
@@ -60,9 +60,9 @@ def synthetic_trials(n, seed, length=240):
     return trials
 
 
-def make_trainer(seed=0):
-    return SystemTrainer("tcn_fusion", {"hidden": 16, "levels": 2, "kernel_size": 3, "dropout": 0.0},
-                         window=100, stride=60, train=TrainConfig(epochs=15, batch_size=4, lr=3e-3, seed=seed, device="cpu"))
+def make_trainer(seed=0, epochs=15):
+    return make_system("tcn_fusion", {"hidden": 16, "levels": 2, "kernel_size": 3, "dropout": 0.0},
+                       epochs=epochs, batch_size=4, lr=3e-3, seed=seed)
 
 
 def test_trainer_learns_a_learnable_signal():
@@ -76,10 +76,9 @@ def test_same_seed_gives_identical_predictions_and_another_seed_does_not():
     train, test = synthetic_trials(4, 0), synthetic_trials(1, 1)
     runs = []
     for seed in (0, 0, 1):
-        trainer = make_trainer(seed)
-        trainer.config.epochs = 3
+        trainer = make_trainer(seed, epochs=3)
         trainer.fit(train)
-        runs.append(trainer.predict_trial(test[0]))
+        runs.append(trainer.predict(test[0])[1])
     np.testing.assert_array_equal(runs[0], runs[1])
     assert not np.array_equal(runs[0], runs[2])
 

@@ -62,6 +62,36 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def registered(what: str) -> list[str]:
+    """Names in one registry: backbone kinds, models, system kinds (with their models), fusion
+    methods, dataset layouts."""
+    if what == "backbones":
+        from vapipe.config import IMPORTED_KIND
+        from vapipe.features.backbones import BACKBONE_KINDS
+
+        return sorted([*BACKBONE_KINDS, IMPORTED_KIND])
+    if what == "layouts":
+        from vapipe.data.manifest import list_layouts
+
+        return list_layouts()
+    if what == "models":
+        from vapipe.training.system import known_models
+
+        return known_models()
+    if what == "systems":
+        from vapipe.training.system import list_systems
+
+        return [f"{kind}: {', '.join(models)}" for kind, models in list_systems().items()]
+    from vapipe.fusion.base import list_fusions
+
+    return list_fusions()
+
+
+def _list(args: argparse.Namespace) -> int:
+    print("\n".join(registered(args.what)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vapipe",
@@ -98,9 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--results", type=Path, default=Path("results"),
                          help="the workflow's results folder (default: results)")
     predict.add_argument("--folds", nargs="+", help="fold models to average (default: all trained folds)")
-    predict.add_argument("--smoothing", type=float, default=0.5, help="Hamming window in seconds (default 0.5)")
+    predict.add_argument("--smoothing", type=float, default=None,
+                         help="Hamming window in seconds (default: the system's own post-processing)")
     predict.add_argument("--out", type=Path, help="output prefix (default: the video path without suffix)")
     predict.set_defaults(run=_predict)
+    listing = commands.add_parser(
+        "list", help="registered backbone kinds, models, system kinds, fusion methods or dataset layouts",
+        description="One name per line, as a config may name them (backbones.<name>.kind, "
+        "systems.<name>.model, fusions.<name>.method, dataset.layout); 'systems' shows each kind with "
+        "its models.",
+    )
+    listing.add_argument("what", choices=["backbones", "models", "systems", "fusions", "layouts"])
+    listing.set_defaults(run=_list)
     return parser
 
 

@@ -3,3 +3,7 @@
 
 class InputError(ValueError):
     """Bad input (a data file, a config key); reported as one line, not a traceback."""
+
+
+class ConfigError(InputError):
+    """The config is inconsistent or has an unknown key; the message names the key's path."""

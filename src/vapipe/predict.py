@@ -4,9 +4,11 @@ The video is decoded with PyAV; each frame's face is found with MediaPipe's face
 model ships inside the package, so this works offline), cropped square around the detection and
 resized to the 112-pixel crops the backbones were trained on. The audio track is decoded to 16 kHz.
 The system's own backbones (their specs are stored in its checkpoints) embed faces and audio
-exactly as Stage 1 does, every fold model of the system predicts, the folds are averaged, and the
-result is Hamming-smoothed. Frames without a detected face get values interpolated from their
-neighbours and are flagged ``face = 0`` in the CSV.
+exactly as Stage 1 does. Each fold model of the system predicts through the workflow's own
+prediction path (`vapipe.training.system.frame_predictions`: raw outputs at the system's rate,
+upsampled to every frame and smoothed with the post-processing stored in its checkpoint), and the
+folds are averaged, as the submission averages them. Frames without a detected face get values
+interpolated from their neighbours and are flagged ``face = 0`` in the CSV.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from vapipe.config import IMPORTED_KIND
 from vapipe.data.affwild2 import DatasetError, probe_video
 from vapipe.errors import InputError
 from vapipe.features.alignment import pool_to_frames
-from vapipe.features.audio import decode_audio
+from vapipe.features.audio import SAMPLE_RATE, decode_audio
 from vapipe.features.backbones import create_backbone
-from vapipe.post.signal import hamming_window_length, smooth_hamming
+from vapipe.post.predictions import postprocess_trial
+from vapipe.specs import BackboneSpec
 from vapipe.training.data import TrialData, fill_invalid
-from vapipe.training.run import load_checkpoint_system
+from vapipe.training.system import CONFIG_FILE, System, frame_predictions, load_system, read_checkpoint_config
 
 log = logging.getLogger(__name__)
 CROP_SIZE = 112
@@ -76,19 +79,17 @@ def detect_faces(frames: list[np.ndarray], min_confidence: float = 0.5) -> tuple
     return crops, found
 
 
-def load_system(results: Path, system: str, folds: list[str] | None = None) -> list[dict]:
-    """Checkpoints of a trained system (all its folds unless `folds` names some)."""
+def trained_folds(results: Path, system: str, folds: list[str] | None = None) -> list[Path]:
+    """Checkpoint folders of a trained system (all its folds unless `folds` names some)."""
     folder = results / "models" / system
-    paths = sorted(folder.glob("*/model.pt"))
-    if folds:
-        paths = [folder / fold / "model.pt" for fold in folds]
-    missing = [p for p in paths if not p.is_file()]
+    paths = [folder / fold for fold in folds] if folds else sorted(p.parent for p in folder.glob(f"*/{CONFIG_FILE}"))
+    missing = [p for p in paths if not (p / CONFIG_FILE).is_file()]
     if not paths or missing:
         raise DatasetError(
             f"{missing[0] if missing else folder}: no trained model; run "
             f"'snakemake --cores 8 results/metrics/{system}.tsv' first"
         )
-    return [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+    return paths
 
 
 def interpolate_missing(values: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -101,13 +102,17 @@ def interpolate_missing(values: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 def predict_video(
     video_path: str | Path, system: str, results: str | Path = "results", folds: list[str] | None = None,
-    smoothing_seconds: float = 0.5,
+    smoothing_seconds: float | None = None,
 ) -> pd.DataFrame:
-    """Per-frame table frame, time, valence, arousal, face for one raw video."""
+    """Per-frame table frame, time, valence, arousal, face for one raw video; `smoothing_seconds`
+    None smooths as the workflow did (the checkpoint's post-processing)."""
     video_path = Path(video_path)
     if not video_path.is_file():
         raise DatasetError(f"{video_path}: video file does not exist")
-    checkpoints = load_system(Path(results), system, folds)
+    folders = trained_folds(Path(results), system, folds)
+    checkpoint = read_checkpoint_config(folders[0])
+    if smoothing_seconds is None:
+        smoothing_seconds = float(checkpoint["postprocess"]["smoothing_seconds"])
     info = probe_video(video_path)
     fps = float(info.fps)
     frames = decode_frames(video_path)
@@ -120,35 +125,38 @@ def predict_video(
         samples = decode_audio(video_path)
     else:
         log.warning("%s: no audio stream; audio features are marked invalid", video_path)
-        samples = np.zeros(int(n_rows / fps * 16000), np.float32)
+        samples = np.zeros(int(n_rows / fps * SAMPLE_RATE), np.float32)
     inputs, valid = {}, {}
-    for name, spec in checkpoints[0]["backbones"].items():
-        if spec["kind"] == IMPORTED_KIND or spec["input"] == "vocals":
+    for name in checkpoint["spec"]["features"]:
+        spec = BackboneSpec.from_dict(checkpoint["backbones"][name], f"{folders[0] / CONFIG_FILE}: backbones.{name}")
+        if spec.kind == IMPORTED_KIND or spec.input == "vocals":
             raise InputError(
                 f"backbone '{name}': features imported from HDF5 or computed on Spleeter vocals are "
                 "not supported by predict; train the system on backbones that run on the video itself"
             )
-        backbone = create_backbone(name, spec)
+        backbone = create_backbone(name, spec.to_dict())
         if backbone.modality == "face_clip":
             raise InputError(f"backbone '{name}': clip backbones (R3D-18) are not supported by predict yet")
         if backbone.modality == "face":
             features = np.zeros((n_rows, backbone.dim), np.float32)
-            batch = int(spec.get("batch_size", 64))
-            for start in range(0, n_rows, batch):
-                features[start : start + batch] = backbone.embed(torch.from_numpy(crops[start : start + batch]))
+            for start in range(0, n_rows, spec.batch_size):
+                features[start : start + spec.batch_size] = backbone.embed(
+                    torch.from_numpy(crops[start : start + spec.batch_size])
+                )
             valid[name] = found.copy()
         else:
             native, centres = backbone.embed_waveform(samples, fps=fps)
-            features, valid[name] = pool_to_frames(native, centres, n_rows, fps, len(samples) / 16000)
+            features, valid[name] = pool_to_frames(native, centres, n_rows, fps, len(samples) / SAMPLE_RATE)
             valid[name] &= info.has_audio
         inputs[name] = fill_invalid(features, valid[name])
     trial = TrialData(video_path.stem, fps, inputs, valid, labels=None)
-    predictions = np.mean([load_checkpoint_system(c).predict_trial(trial) for c in checkpoints], axis=0)
+    systems: list[System] = [load_system(folder) for folder in folders]
+    # Smoothing is linear: smoothing each fold then averaging (the workflow) equals this order.
+    predictions = np.mean([frame_predictions(s, trial) for s in systems], axis=0)
     predictions = interpolate_missing(predictions, found)
-    if smoothing_seconds > 0:
-        predictions = smooth_hamming(predictions, hamming_window_length(fps, smoothing_seconds))
+    predictions = postprocess_trial(trial.times, predictions, n_rows, fps, smoothing_seconds)
     return pd.DataFrame({
-        "frame": np.arange(1, n_rows + 1), "time": np.arange(n_rows) / fps,
+        "frame": np.arange(1, n_rows + 1), "time": trial.times,
         "valence": np.clip(predictions[:, 0], -1, 1), "arousal": np.clip(predictions[:, 1], -1, 1),
         "face": found.astype(int),
     })

@@ -2,17 +2,18 @@
 import os
 from functools import lru_cache
 
-from vapipe.config import IMPORTED_KIND, check_config, fold_names, wildcard_pattern
+# `config` is the typed spec's plain form (the Snakefile): every key present, defaults filled.
+from vapipe.config import IMPORTED_KIND, wildcard_pattern
 from vapipe.data.folds import OFFICIAL
 from vapipe.data.manifest import DatasetLayout, read_manifest
 
-try:
-    check_config(config, workflow.configfiles)
-except ValueError as error:
-    raise WorkflowError(str(error)) from None
-
 DATASET = DatasetLayout.from_config(config["dataset"])
-FOLDS = fold_names(config)
+FOLDS = SPEC.fold_names()
+# Where Stage 1 keeps its stores (config paths:, e.g. a scratch disk). A shard summary under
+# results/ is a job's declared output; the per-trial stores it vouches for sit under these roots,
+# which every job must see (a shared file system, as on the SLURM clusters profiles/slurm targets).
+FEATURE_ROOT = config["paths"]["features"]
+MASK_ROOT = config["paths"]["masks"]
 N_SHARDS = config["extraction"]["shards"]
 # Backbones run on face crops or on audio; imported ones come from an HDF5 file.
 IMPORTED_BACKBONES = [n for n, b in config["backbones"].items() if b["kind"] == IMPORTED_KIND]
@@ -24,7 +25,7 @@ AUDIO_BACKBONES = [
 ]
 KFOLDS = [f for f in FOLDS if f != OFFICIAL]
 # Late fusions of systems (vapipe.fusion.run): the config's and the paper rows'.
-FUSIONS = config.get("fusions", {})
+FUSIONS = config["fusions"]
 SYSTEM_BACKBONES = sorted({name for system in config["systems"].values() for name in system["features"]})
 # Extraction jobs use every core they are given; torch is capped at the machine's cores.
 EXTRACTION_THREADS = 8
@@ -39,6 +40,14 @@ wildcard_constraints:
     row=r"[A-Za-z0-9_]+",
     shard=r"\d+",
     video=r"[^/]+",
+
+
+def get_feature_root(wildcards):
+    return FEATURE_ROOT
+
+
+def get_mask_root(wildcards):
+    return MASK_ROOT
 
 
 def dataset_ready():
@@ -98,9 +107,11 @@ def get_system(wildcards):
     return config["systems"][wildcards.system]
 
 
-def get_system_backbones(wildcards):
-    """Specs of the backbones a system reads (kept in its checkpoint for `vapipe predict`)."""
-    return {name: config["backbones"][name] for name in config["systems"][wildcards.system]["features"]}
+def get_checkpoint_metadata(wildcards):
+    """What a checkpoint keeps beside the system spec, for `vapipe predict`: the specs of the
+    backbones it reads and the post-processing its predictions get."""
+    features = config["systems"][wildcards.system]["features"]
+    return {"backbones": {name: config["backbones"][name] for name in features}, "postprocess": config["postprocess"]}
 
 
 def system_folds(system):
@@ -123,9 +134,9 @@ def get_system_extra_inputs(wildcards):
     """Masks a system trains on (train_on: speech) and the text prototypes its model reads."""
     system = config["systems"][wildcards.system]
     inputs = {}
-    if system.get("train", {}).get("train_on") == "speech":
+    if system["train"]["train_on"] == "speech":
         inputs["masks"] = all_mask_outputs()
-    prototypes = system.get("params", {}).get("prototypes")
+    prototypes = system["params"].get("prototypes")
     if prototypes:
         inputs["prototypes"] = prototypes
     return inputs
@@ -134,6 +145,26 @@ def get_system_extra_inputs(wildcards):
 def get_table_metrics(wildcards):
     """Metrics of the systems a results table lists."""
     return expand("results/metrics/{system}.tsv", system=config["tables"][wildcards.table]["systems"])
+
+
+def get_table(wildcards):
+    return config["tables"][wildcards.table]
+
+
+def get_fusion(wildcards):
+    return FUSIONS[wildcards.fusion]
+
+
+def get_text_tower(wildcards):
+    return config["text_towers"][wildcards.tower]
+
+
+def get_paper_title(wildcards):
+    return PAPERS[wildcards.paper]["title"]
+
+
+def get_exported_shards(wildcards):
+    return feature_shards([wildcards.backbone])
 
 
 

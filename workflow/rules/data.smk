@@ -26,7 +26,7 @@ checkpoint build_manifest:
         skipped="results/skipped/manifest.tsv",
     params:
         dataset=config["dataset"],
-        on_bad_trial=config.get("on_bad_trial", "fail"),
+        on_bad_trial=config["on_bad_trial"],
         require_audio=bool(AUDIO_BACKBONES),
     log:
         "logs/build_manifest.log",

@@ -26,8 +26,9 @@ rule embed_faces:
     params:
         spec=get_backbone_spec,
         n_shards=N_SHARDS,
-        device=config["extraction"].get("device", "auto"),
-        on_bad_trial=config.get("on_bad_trial", "fail"),
+        device=config["extraction"]["device"],
+        on_bad_trial=config["on_bad_trial"],
+        feature_root=get_feature_root,
     log:
         "logs/embed/{backbone}/{shard}.log",
     benchmark:
@@ -52,8 +53,9 @@ rule embed_audio:
     params:
         spec=get_backbone_spec,
         n_shards=N_SHARDS,
-        device=config["extraction"].get("device", "auto"),
-        on_bad_trial=config.get("on_bad_trial", "fail"),
+        device=config["extraction"]["device"],
+        on_bad_trial=config["on_bad_trial"],
+        feature_root=get_feature_root,
     log:
         "logs/embed/{backbone}/{shard}.log",
     benchmark:
@@ -78,7 +80,8 @@ rule import_features:
     params:
         spec=get_backbone_spec,
         n_shards=N_SHARDS,
-        on_bad_trial=config.get("on_bad_trial", "fail"),
+        on_bad_trial=config["on_bad_trial"],
+        feature_root=get_feature_root,
     log:
         "logs/import_features/{backbone}/{shard}.log",
     resources:
@@ -90,9 +93,11 @@ rule import_features:
 
 rule export_features:
     input:
-        shards=lambda wildcards: feature_shards([wildcards.backbone]),
+        shards=get_exported_shards,
     output:
         "results/exports/{backbone}.h5",
+    params:
+        feature_root=get_feature_root,
     log:
         "logs/export_features/{backbone}.log",
     resources:
@@ -100,3 +105,17 @@ rule export_features:
         runtime=60,
     script:
         "../scripts/export_features.py"
+
+
+rule text_prototypes:
+    output:
+        "results/prototypes/{tower}.npy",
+    params:
+        spec=get_text_tower,
+    log:
+        "logs/text_prototypes/{tower}.log",
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../scripts/text_prototypes.py"

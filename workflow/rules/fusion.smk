@@ -16,7 +16,7 @@ rule fuse_systems:
             labels={"fusion": "{fusion}"},
         ),
     params:
-        spec=lambda wildcards: FUSIONS[wildcards.fusion],
+        spec=get_fusion,
         smoothing_seconds=config["postprocess"]["smoothing_seconds"],
     log:
         "logs/fuse_systems/{fusion}.log",

@@ -12,6 +12,7 @@ rule detect_voice_activity:
     params:
         settings=config["masks"]["vad"],
         n_shards=N_SHARDS,
+        mask_root=get_mask_root,
     log:
         "logs/masks/vad/{shard}.log",
     benchmark:
@@ -33,6 +34,7 @@ rule detect_mouth_open:
     params:
         settings=config["masks"]["mouth"],
         n_shards=N_SHARDS,
+        mask_root=get_mask_root,
     log:
         "logs/masks/mouth/{shard}.log",
     benchmark:

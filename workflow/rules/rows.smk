@@ -22,7 +22,7 @@ rule paper_table:
         markdown="results/tables/{paper}.md",
         page=report("results/tables/{paper}.html", category="Paper tables", labels={"paper": "{paper}"}),
     params:
-        title=lambda wildcards: PAPERS[wildcards.paper]["title"],
+        title=get_paper_title,
     log:
         "logs/paper_table/{paper}.log",
     localrule: True

@@ -13,7 +13,7 @@ rule write_submission:
         folds=submission_folds(),
         fold_selection=config["submission"]["fold_selection"],
         example=str(DATASET.example_submission),
-        file_name=config["submission"].get("file_name", "VA_Estimation_Challenge_predictions.txt"),
+        file_name=config["submission"]["file_name"],
     log:
         "logs/write_submission.log",
     resources:

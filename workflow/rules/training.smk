@@ -8,12 +8,16 @@ rule train_fold:
         folds="results/folds.tsv",
         features=get_system_feature_shards,
     output:
-        model="results/models/{system}/{fold}/model.pt",
+        # a self-contained checkpoint folder (vapipe.training.system): config.json + weights
+        config="results/models/{system}/{fold}/config.json",
+        weights="results/models/{system}/{fold}/model.safetensors",
         history="results/models/{system}/{fold}/history.json",
         predictions="results/predictions/{system}/{fold}/raw.tsv",
     params:
         system=get_system,
-        backbones=get_system_backbones,
+        metadata=get_checkpoint_metadata,
+        feature_root=get_feature_root,
+        mask_root=get_mask_root,
     log:
         "logs/train_fold/{system}/{fold}.log",
     benchmark:
@@ -61,23 +65,10 @@ rule score_system:
         "../scripts/score_system.py"
 
 
-rule text_prototypes:
-    output:
-        "results/prototypes/{tower}.npy",
-    params:
-        spec=lambda wildcards: config["text_towers"][wildcards.tower],
-    log:
-        "logs/text_prototypes/{tower}.log",
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    script:
-        "../scripts/text_prototypes.py"
-
-
 rule missing_audio_sweep:
     input:
-        model="results/models/{system}/{fold}/model.pt",
+        config="results/models/{system}/{fold}/config.json",
+        weights="results/models/{system}/{fold}/model.safetensors",
         manifest="results/manifest.tsv",
         folds="results/folds.tsv",
         features=get_system_feature_shards,
@@ -89,6 +80,9 @@ rule missing_audio_sweep:
             caption="../report/missing_audio.rst",
             labels={"system": "{system}", "fold": "{fold}"},
         ),
+    params:
+        feature_root=get_feature_root,
+        smoothing_seconds=config["postprocess"]["smoothing_seconds"],
     log:
         "logs/missing_audio_sweep/{system}/{fold}.log",
     resources:
@@ -107,8 +101,7 @@ rule models_table:
     wildcard_constraints:
         table=wildcard_pattern(config.get("tables", {})) if config.get("tables") else "$^",
     params:
-        systems=lambda wildcards: config["tables"][wildcards.table]["systems"],
-        note=lambda wildcards: config["tables"][wildcards.table].get("note", ""),
+        table=get_table,
     log:
         "logs/models_table/{table}.log",
     script:

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from vapipe.data.manifest import read_manifest
-from vapipe.features.masks import VadSettings, detect_voice_activity_shard
+from vapipe.features.masks import VadSpec, detect_voice_activity_shard
 from vapipe.logs import workflow_step
 
 sm = snakemake  # noqa: F821
@@ -13,7 +13,7 @@ with workflow_step(sm.log[0]):
         shard=int(sm.wildcards.shard),
         n_shards=sm.params.n_shards,
         audio_paths={Path(p).stem: p for p in sm.input.audio},
-        mask_root="results/masks",
-        settings=VadSettings(**sm.params.settings),
+        mask_root=sm.params.mask_root,
+        settings=VadSpec(**sm.params.settings),
     )
     summary.to_csv(sm.output[0], sep="\t", index=False)

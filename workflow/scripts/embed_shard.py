@@ -8,7 +8,7 @@ from vapipe.data.manifest import read_manifest
 from vapipe.features.audio import video_of_track
 from vapipe.features.extract import extract_shard
 from vapipe.logs import workflow_step
-from vapipe.training.trainer import resolve_device
+from vapipe.runtime import resolve_device
 
 sm = snakemake  # noqa: F821
 with workflow_step(sm.log[0]):
@@ -21,7 +21,7 @@ with workflow_step(sm.log[0]):
         manifest=manifest,
         shard=int(sm.wildcards.shard),
         n_shards=sm.params.n_shards,
-        feature_root="results/features",
+        feature_root=sm.params.feature_root,
         audio_paths=audio,
         device=str(resolve_device(sm.params.device)),
         on_bad_trial=sm.params.on_bad_trial,

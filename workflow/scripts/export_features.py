@@ -6,4 +6,4 @@ from vapipe.logs import workflow_step
 sm = snakemake  # noqa: F821
 with workflow_step(sm.log[0]):
     trials = stored_trials(sm.input.shards)
-    export_backbone("results/features", sm.wildcards.backbone, trials, sm.output[0])
+    export_backbone(sm.params.feature_root, sm.wildcards.backbone, trials, sm.output[0])

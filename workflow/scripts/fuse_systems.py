@@ -6,7 +6,7 @@ import logging
 import pandas as pd
 
 from vapipe.data.manifest import read_manifest
-from vapipe.fusion.run import fuse_systems, fusion_figure
+from vapipe.fusion.run import fuse_systems
 from vapipe.logs import workflow_step
 
 sm = snakemake  # noqa: F821
@@ -21,6 +21,7 @@ with workflow_step(sm.log[0]):
     with open(sm.output.summary, "w") as handle:
         json.dump(summary, handle, indent=1)
     metrics.to_csv(sm.output.metrics, sep="\t", index=False, float_format="%.4f")
-    fusion_figure(fitted, spec["systems"], sm.output.figure)
+    fuser, preds, labels = fitted
+    fuser.figure(preds, labels, spec["systems"], sm.output.figure)
     logging.getLogger("vapipe").info("%s of %s:\n%s", spec["method"], ", ".join(spec["systems"]),
                                      metrics.to_string(index=False))

@@ -9,7 +9,8 @@ from vapipe.logs import workflow_step
 
 sm = snakemake  # noqa: F821
 with workflow_step(sm.log[0]):
-    metrics = {name: pd.read_csv(path, sep="\t") for name, path in zip(sm.params.systems, sm.input)}
-    text = models_table(metrics, sm.config["systems"], sm.params.note)
+    table = sm.params.table
+    metrics = {name: pd.read_csv(path, sep="\t") for name, path in zip(table["systems"], sm.input)}
+    text = models_table(metrics, sm.config["systems"], table["note"])
     Path(sm.output.markdown).write_text(text)
     Path(sm.output.page).write_text(markdown_page_html(text))

@@ -7,7 +7,6 @@ sm = snakemake  # noqa: F821
 with workflow_step(sm.log[0]):
     spec = sm.params.spec
     prototypes = compute_prototypes(
-        spec["id"], pretrained=bool(spec.get("pretrained", False)), weights=spec.get("weights"),
-        config=spec.get("config"), seed=int(spec.get("seed", 0)),
+        spec["id"], pretrained=spec["pretrained"], weights=spec["weights"], config=spec["config"], seed=spec["seed"]
     )
     save_prototypes(sm.output[0], prototypes, {"tower": sm.wildcards.tower, **spec})

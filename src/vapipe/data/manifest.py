@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,8 @@ from vapipe.data.affwild2 import (
     read_test_list,
 )
 
+from vapipe.specs import DatasetSpec, build
+
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = [
@@ -32,34 +35,90 @@ MANIFEST_COLUMNS = [
 ]  # fmt: skip
 
 
+LAYOUTS: dict[str, type["DatasetLayout"]] = {}
+
+
+def register_layout(name: str):
+    """Class decorator: a dataset layout that a config names under ``dataset.layout``."""
+
+    def add(cls):
+        cls.layout = name
+        LAYOUTS[name] = cls
+        return cls
+
+    return add
+
+
+def list_layouts() -> list[str]:
+    return sorted(LAYOUTS)
+
+
 @dataclass(frozen=True)
 class DatasetLayout:
-    """Where each part of an Aff-Wild2-style dataset lives; relative entries resolve under root."""
+    """Where each part of a dataset lives and how its lists are read; relative entries resolve
+    under root. `build_manifest` asks a layout only these five questions, so a release that
+    differs in one of them is a subclass overriding that method, registered with `register_layout`
+    and named in the config's ``dataset.layout`` (see README, "Adding a dataset layout"). Later
+    steps read the manifest, never the dataset folders."""
 
     root: Path
     annotations: Path
     crops: tuple[Path, ...]
     videos: Path
-    test_list: Path
+    test_list: Path | None
     example_submission: Path
+    layout: ClassVar[str]
 
     @classmethod
     def from_config(cls, dataset: dict) -> "DatasetLayout":
-        """Build from the config's ``dataset:`` section."""
-        root = Path(dataset["root"])
+        """The registered layout a config's ``dataset:`` section names, its paths resolved."""
+        spec = build(DatasetSpec, dataset, "dataset")
+        if spec.layout not in LAYOUTS:
+            raise DatasetError(f"dataset.layout '{spec.layout}' is unknown; known: {', '.join(list_layouts())}")
+        root = Path(spec.root)
 
-        def under_root(entry: str) -> Path:
+        def under_root(entry: str | None) -> Path | None:
+            if entry is None:
+                return None
             path = Path(entry)
             return path if path.is_absolute() else root / path
 
-        return cls(
+        return LAYOUTS[spec.layout](
             root=root,
-            annotations=under_root(dataset["annotations"]),
-            crops=tuple(under_root(c) for c in dataset["crops"]),
-            videos=under_root(dataset["videos"]),
-            test_list=under_root(dataset["test_list"]),
-            example_submission=under_root(dataset["example_submission"]),
+            annotations=under_root(spec.annotations),
+            crops=tuple(under_root(c) for c in spec.crops),
+            videos=under_root(spec.videos),
+            test_list=under_root(spec.test_list),
+            example_submission=under_root(spec.example_submission),
         )
+
+    def annotated_trials(self) -> dict[str, tuple[str, Path]]:
+        """{trial: (split, annotation file)} of the annotated splits."""
+        return find_annotations(self.annotations)
+
+    def test_trials(self) -> list[str]:
+        """The test trials, in the organisers' order."""
+        if self.test_list is None:
+            raise DatasetError(f"{self.root}: dataset.test_list is not set; layout '{self.layout}' needs it")
+        return read_test_list(self.test_list)
+
+    def example_rows(self) -> Counter:
+        """Rows per test trial in the organisers' example submission."""
+        return Counter(trial for trial, _ in read_example_submission(self.example_submission))
+
+    def raw_videos(self) -> dict[str, Path]:
+        """{base video name: raw video file}."""
+        return find_videos(self.videos)
+
+    def crop_folder(self, crop_roots: list[Path], trial: str) -> Path | None:
+        """The folder of a trial's face crops, if any."""
+        return find_crop_folder(crop_roots, trial)
+
+
+@register_layout("affwild2")
+class AffWild2Layout(DatasetLayout):
+    """The ABAW VA challenge release (../shared/affwild2.md): Train_Set / Validation_Set
+    annotation folders, a test-list file, crops folders, batch folders of raw videos."""
 
 
 SKIPPED_COLUMNS = ["trial", "stage", "reason"]
@@ -84,16 +143,17 @@ def build_manifest(
         raise ValueError(f"on_bad_trial must be 'fail' or 'skip', got '{on_bad_trial}'")
     if not layout.root.is_dir():
         raise DatasetError(f"{layout.root}: dataset root does not exist")
-    annotated = find_annotations(layout.annotations)
-    test_trials = read_test_list(layout.test_list)
-    example_rows = Counter(trial for trial, _ in read_example_submission(layout.example_submission))
-    videos = find_videos(layout.videos)
+    annotated = layout.annotated_trials()
+    test_trials = layout.test_trials()
+    example_rows = layout.example_rows()
+    videos = layout.raw_videos()
     crop_roots = [root for root in layout.crops if root.is_dir()]
     if not crop_roots:
         raise DatasetError(f"{layout.crops[0]}: face crops folder does not exist")
     both = sorted(set(test_trials) & set(annotated))
     if both:
-        raise DatasetError(f"{layout.test_list}: test trial '{both[0]}' also has an annotation file")
+        raise DatasetError(f"{layout.test_list or layout.example_submission}: test trial '{both[0]}' also has an "
+                           "annotation file")
     unknown = sorted(set(example_rows) - set(test_trials))
     if unknown:
         raise DatasetError(f"{layout.example_submission}: trial '{unknown[0]}' is not in {layout.test_list}")
@@ -126,7 +186,7 @@ def _trial_record(trial, split, annotation_path, layout, videos, crop_roots, exa
     """Check one trial's files and describe it; raises DatasetError naming the file at fault."""
     video = base_video(trial)
     if video not in videos:
-        source = annotation_path or layout.test_list
+        source = annotation_path or layout.test_list or layout.example_submission
         raise DatasetError(f"{source}: no raw video '{video}.mp4/.avi' under {layout.videos}")
     if video not in probed:  # _left and _right share one probe (and one verdict)
         try:
@@ -138,7 +198,7 @@ def _trial_record(trial, split, annotation_path, layout, videos, crop_roots, exa
         raise info
     if require_audio and not info.has_audio:
         raise DatasetError(f"{videos[video]}: no audio stream, but the config has audio backbones")
-    crops_dir = find_crop_folder(crop_roots, trial)
+    crops_dir = layout.crop_folder(crop_roots, trial)
     n_crops = len(index_crops(crops_dir)) if crops_dir else 0
     if n_crops == 0:
         raise DatasetError(f"{crops_dir or crop_roots[0] / trial}: no face crops for trial '{trial}'")

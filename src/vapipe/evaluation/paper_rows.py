@@ -36,7 +36,7 @@ import pandas as pd
 import yaml
 
 from vapipe import TARGETS
-from vapipe.config import ConfigError
+from vapipe.errors import ConfigError
 from vapipe.evaluation.tables import headline_row
 
 ROW_KEYS = {"table", "label", "paper", "system", "fusion", "score", "uses", "needs"}

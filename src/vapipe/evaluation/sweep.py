@@ -1,9 +1,11 @@
-"""Missing-modality robustness (IACA, Fig. 3): zero a share of the audio frames at test time.
+"""Missing-modality robustness (IACA, Fig. 3): a share of the audio frames missing at test time.
 
-For each share p, round(p * N) rows of every held-out trial (drawn with a fixed seed, the same
-rows for every audio feature of the system) have their audio input zeroed, valid flag included,
-so the model sees them as missing; the pooled CCC at the model's rate is recorded. Training is
-untouched: this measures how a trained system degrades, not how it would adapt.
+For each share p, round(p * N) frames of every held-out trial (drawn with a fixed seed, the same
+frames for every audio feature of the system) are marked missing the way extraction marks a frame
+it could not embed (`vapipe.training.system.with_dropped`); the system then predicts through the
+one prediction path (`frame_predictions`: raw outputs, upsampled to every frame, smoothed as the
+workflow does) and the pooled CCC over the valid frames is recorded. Training is untouched: this
+measures how a trained system degrades, not how it would adapt. Any system kind works.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pandas as pd
 
 from vapipe.evaluation.metrics import va_scores
 from vapipe.training.data import TrialData
-from vapipe.training.trainer import SystemTrainer
+from vapipe.training.system import System, frame_predictions
 
 SHARES = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8)
 
@@ -26,22 +28,20 @@ def dropped_rows(n_rows: int, share: float, rng: np.random.Generator) -> np.ndar
 
 
 def missing_audio_sweep(
-    trainer: SystemTrainer, trials: list[TrialData], audio_features: list[str],
+    system: System, trials: list[TrialData], audio_features: list[str], smoothing_seconds: float = 0.0,
     shares: tuple[float, ...] = SHARES, seed: int = 0,
 ) -> pd.DataFrame:
     """One row per share: share, valence, arousal, mean, n_frames (pooled over `trials`)."""
-    if not isinstance(trainer, SystemTrainer):
-        raise ValueError(f"the missing-audio sweep needs a neural system, not '{trainer.model_name}'")
     if not audio_features:
         raise ValueError("the system has no audio features to drop")
-    trials = [trainer.at_model_rate(t) for t in trials]
     rows = []
     for share in shares:
         rng = np.random.default_rng(seed)
         predictions, labels = [], []
         for trial in trials:
             drop = dropped_rows(trial.n_rows, share, rng)
-            predictions.append(trainer.predict_at_model_rate(trial, {name: drop for name in audio_features}))
+            dropped = {name: drop for name in audio_features}
+            predictions.append(frame_predictions(system, trial, smoothing_seconds, dropped))
             labels.append(trial.labels)
         rows.append({"share": share, **va_scores(np.concatenate(predictions), np.concatenate(labels))})
     return pd.DataFrame(rows)

@@ -21,8 +21,9 @@ from vapipe.features.audio_windows import (
     sample_window_starts,
     window_centres,
 )
-from vapipe.features.backbones import Backbone, autocast_on, register_backbone
+from vapipe.features.backbones import Backbone, register_backbone
 from vapipe.features.progress import Progress
+from vapipe.runtime import autocast_on
 
 SAMPLE_RATE = 16_000
 

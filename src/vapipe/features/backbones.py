@@ -57,12 +57,15 @@ from typing import Callable
 
 import torch
 
+from vapipe.specs import BACKBONE_FIELDS, BackboneSpec, check_keys
+
+# Spec keys the extractor uses; the rest are the kind's constructor arguments.
+EXTRACTION_KEYS = ("kind", "input", "batch_size", "num_workers", "seed", "flip", "progress_seconds")
+
 log = logging.getLogger(__name__)
 
 BACKBONE_KINDS: dict[str, Callable[..., "Backbone"]] = {}
 
-# Spec keys the extractor uses; the rest are the kind's constructor arguments.
-EXTRACTION_KEYS = ("kind", "input", "batch_size", "num_workers", "seed", "flip", "progress_seconds")
 
 
 def register_backbone(kind: str):
@@ -86,16 +89,16 @@ class Backbone:
         self.name = name
         self.device = torch.device(device)
 
-    def describe_weights(self, spec: dict) -> str:
+    def describe_weights(self, spec: BackboneSpec) -> str:
         """One plain sentence for the log saying which weights are in use."""
         if not self.has_weights:
-            return f"{self.name}: hand-crafted features '{spec['id']}' (no weights)"
-        if spec.get("weights"):
-            return f"{self.name}: weights loaded from local path {spec['weights']}"
-        if spec.get("pretrained", False):
-            return f"{self.name}: pretrained weights of '{spec['id']}'"
+            return f"{self.name}: hand-crafted features '{spec.id}' (no weights)"
+        if spec.weights:
+            return f"{self.name}: weights loaded from local path {spec.weights}"
+        if spec.pretrained:
+            return f"{self.name}: pretrained weights of '{spec.id}'"
         return (
-            f"{self.name}: RANDOM weights (pretrained: false) for architecture '{spec['id']}': "
+            f"{self.name}: RANDOM weights (pretrained: false) for architecture '{spec.id}': "
             "features carry no pretrained knowledge"
         )
 
@@ -109,32 +112,20 @@ def backbone_options(name: str, spec: dict) -> dict:
         )
     options = {k: v for k, v in spec.items() if k not in EXTRACTION_KEYS}
     accepted = set(inspect.signature(BACKBONE_KINDS[kind].__init__).parameters) - {"self", "name", "device"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise ValueError(
-            f"backbone '{name}': kind '{kind}' takes no setting '{unknown[0]}'; "
-            f"it takes {', '.join(sorted(accepted))}"
-        )
+    check_keys(f"backbones.{name}", options, accepted | set(BACKBONE_FIELDS))
     return options
 
 
 def create_backbone(name: str, spec: dict, device: str = "cpu") -> Backbone:
     """Build the backbone that config entry `spec` (under backbones.<name>) declares."""
-    options = backbone_options(name, spec)
-    cls = BACKBONE_KINDS[spec["kind"]]
+    settings = BackboneSpec.from_dict(spec, f"backbones.{name}")
+    options = backbone_options(name, settings.to_dict())
+    cls = BACKBONE_KINDS[settings.kind]
     # Random-init weights come from torch's global generator: seed it so a run is reproducible.
-    torch.manual_seed(int(spec.get("seed", 0)))
+    torch.manual_seed(settings.seed)
     backbone = cls(name=name, device=device, **options)
-    log.info(backbone.describe_weights(spec))
+    log.info(backbone.describe_weights(settings))
     return backbone
-
-
-def autocast_on(device: torch.device):
-    """Mixed precision on CUDA (bf16 where supported, else fp16); a no-op context on CPU."""
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
 
 
 # The kinds register themselves on import; imported last because they subclass Backbone.

@@ -30,6 +30,7 @@ from vapipe.data.affwild2 import index_crops
 from vapipe.data.manifest import DatasetLayout, build_manifest
 from vapipe.features.audio import extract_audio, read_wav
 from vapipe.features.backbones import Backbone, create_backbone
+from vapipe.specs import BackboneSpec
 from vapipe.features.extract import FaceCrops, available_rows, embed_trial, extract_shard, flip_horizontally
 
 
@@ -71,7 +72,8 @@ def benchmark_backbones(
 
 def bare_forward_seconds(backbone: Backbone, spec: dict, manifest: pd.DataFrame, audio_paths: dict[str, str]) -> float:
     """Seconds of the model forward alone over the trials' inputs, decoded beforehand."""
-    batch_size, flip = int(spec.get("batch_size", 64)), bool(spec.get("flip", False))
+    settings = BackboneSpec.from_dict(spec, f"backbones.{backbone.name}")
+    batch_size, flip = settings.batch_size, settings.flip
     if backbone.modality == "face":
         crops = []
         for row in manifest.itertuples():
@@ -113,7 +115,7 @@ def extraction_overhead(
                 job.append(time.perf_counter() - start)
         frames = int(manifest["n_rows"].sum())
         rows.append({
-            "backbone": name, "kind": spec["kind"], "batch_size": int(spec.get("batch_size", 64)),
+            "backbone": name, "kind": spec["kind"], "batch_size": BackboneSpec.from_dict(spec).batch_size,
             "frames": frames, "bare_frames_per_s": round(frames / min(bare), 1),
             "job_frames_per_s": round(frames / min(job), 1), "ratio": round(min(bare) / min(job), 3),
         })

@@ -30,6 +30,7 @@ from vapipe.features.backbones import Backbone, create_backbone
 from vapipe.features.cache import fingerprint, is_complete, skipped_trial, store_path, write_store
 from vapipe.features.clips import clip_indices
 from vapipe.features.progress import Progress
+from vapipe.specs import BackboneSpec
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +183,9 @@ def embed_trial(
     native_by_video: dict[str, tuple[np.ndarray, np.ndarray]],
 ) -> FaceFeatures:
     """Features of one manifest row with the backbone's own path (crops, clips or audio)."""
-    flip = bool(spec.get("flip", False))
-    batch_size, num_workers = int(spec.get("batch_size", 64)), int(spec.get("num_workers", 0))
-    every = float(spec.get("progress_seconds", 30.0))
+    settings = BackboneSpec.from_dict(spec, f"backbones.{backbone.name}")
+    flip, batch_size, num_workers = settings.flip, settings.batch_size, settings.num_workers
+    every = settings.progress_seconds
     if backbone.modality in ("face", "face_clip"):
         progress = Progress(f"{backbone.name} {row.trial}", row.n_rows, "frames", every)
         embed = embed_face_views if backbone.modality == "face" else embed_clip_trial
@@ -224,6 +225,7 @@ def extract_shard(
     With ``flip: true`` a face backbone's stores also hold ``features_flipped``, the embeddings
     of the mirrored crops (same rows, same valid mask); the trainer reads only ``features``.
     """
+    spec = BackboneSpec.from_dict(spec, f"backbones.{backbone_name}").to_dict()  # defaults filled
     trials = shard_trials(manifest, shard, n_shards)
     settings_hash = settings_fingerprint(backbone_name, spec)
     todo = [
@@ -253,7 +255,7 @@ def extract_shard(
         seconds = time.perf_counter() - start
         attrs = {
             "backbone": backbone_name, "kind": spec["kind"], "id": spec["id"],
-            "pretrained": bool(spec.get("pretrained", False)), "modality": backbone.modality,
+            "pretrained": spec["pretrained"], "modality": backbone.modality,
             "fps": float(row.fps), "trial": row.trial, "fingerprint": settings_hash,
             "flipped": flipped is not None,
         }

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vapipe.features.backbones import Backbone, autocast_on, register_backbone
+from vapipe.features.backbones import Backbone, register_backbone
+from vapipe.runtime import autocast_on
 
 
 def resize_crops(images: torch.Tensor, size: int, device: torch.device, mode: str = "bilinear") -> torch.Tensor:

@@ -40,6 +40,8 @@ from vapipe.features.alignment import frame_spans
 from vapipe.features.audio import SAMPLE_RATE, read_wav
 from vapipe.features.cache import FeatureStore, fingerprint, is_complete, read_store, write_store
 from vapipe.features.extract import shard_trials
+from vapipe.specs import MouthSpec, VadSpec
+from vapipe.features.mask_store import as_stored, mask_binary, mask_path, read_mask, speech_frames, write_mask  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -48,78 +50,7 @@ UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14  # MediaPipe face mesh landmark indice
 LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 33, 263
 
 
-@dataclass(frozen=True)
-class VadSettings:
-    """silero-vad's segmentation settings (its defaults) and the frame-coverage rule."""
-
-    threshold: float = 0.5
-    min_speech_ms: int = 250
-    min_silence_ms: int = 100
-    speech_pad_ms: int = 30
-    frame_fraction: float = 0.5
-
-
-@dataclass(frozen=True)
-class MouthSettings:
-    """Face mesh input and the per-trial mouth-open rule (see `mouth_opening`)."""
-
-    image_size: int = 112
-    min_detection_confidence: float = 0.5
-    baseline_seconds: float = 0.4
-    smoothing_seconds: float = 0.33
-    min_threshold: float = 0.015
-
-
 # ---------------------------------------------------------------- stores
-
-
-def mask_path(mask_root: str | Path, mask: str, trial: str) -> Path:
-    """Where the store of (mask, trial) lives."""
-    return Path(mask_root) / mask / f"{trial}.zarr"
-
-
-def as_stored(measure: np.ndarray) -> np.ndarray:
-    """The measure as the store keeps it (float16), so thresholds agree before and after writing."""
-    return np.asarray(measure, dtype=np.float16).astype(np.float32)
-
-
-def write_mask(
-    path: str | Path, mask: str, measure: np.ndarray, valid: np.ndarray, threshold: float,
-    attrs: dict[str, Any],
-) -> None:
-    """Write a mask store: the measure as [T, 1], unknown rows zeroed, the threshold in attrs."""
-    measure = np.where(valid, as_stored(measure), 0.0).astype(np.float32)
-    write_store(path, measure[:, None], valid, {**attrs, "mask": mask, "threshold": float(threshold)})
-
-
-def read_mask(path: str | Path) -> FeatureStore:
-    """Load a complete mask store (raises IncompleteStoreError otherwise)."""
-    store = read_store(path)
-    if "mask" not in store.attrs:
-        raise DatasetError(f"{path}: a feature store, not a mask store")
-    return store
-
-
-def mask_binary(store: FeatureStore) -> np.ndarray:
-    """bool [T]: the measure at or above the store's threshold, and known."""
-    return store.valid & (store.features[:, 0] >= store.attrs["threshold"])
-
-
-def speech_frames(
-    vad: np.ndarray,
-    mouth: np.ndarray,
-    vad_valid: np.ndarray | None = None,
-    mouth_valid: np.ndarray | None = None,
-) -> np.ndarray:
-    """bool [T]: voice activity or an open mouth; an unknown frame counts as neither."""
-    vad, mouth = np.asarray(vad, dtype=bool), np.asarray(mouth, dtype=bool)
-    if vad.shape != mouth.shape:
-        raise ValueError(f"speech_frames: vad {vad.shape} and mouth {mouth.shape} differ")
-    if vad_valid is not None:
-        vad = vad & np.asarray(vad_valid, dtype=bool)
-    if mouth_valid is not None:
-        mouth = mouth & np.asarray(mouth_valid, dtype=bool)
-    return vad | mouth
 
 
 # ---------------------------------------------------------------- voice activity
@@ -154,7 +85,7 @@ def speech_probabilities(model: Any, samples: np.ndarray) -> np.ndarray:
         torch.set_num_threads(threads)
 
 
-def speech_samples(probs: np.ndarray, n_samples: int, settings: VadSettings) -> np.ndarray:
+def speech_samples(probs: np.ndarray, n_samples: int, settings: VadSpec) -> np.ndarray:
     """bool [n_samples]: inside a speech segment of silero-vad's hysteresis segmentation."""
     from silero_vad import get_speech_timestamps_from_probs
 
@@ -192,7 +123,7 @@ def voice_activity(active: np.ndarray, n_rows: int, fps: float) -> tuple[np.ndar
     return as_stored(coverage), valid
 
 
-def video_speech(model: Any, wav_path: str | Path, settings: VadSettings) -> np.ndarray:
+def video_speech(model: Any, wav_path: str | Path, settings: VadSpec) -> np.ndarray:
     """bool [n_samples]: silero-vad speech segments of a 16 kHz WAV."""
     samples, rate = read_wav(wav_path)
     if rate != SAMPLE_RATE:
@@ -210,7 +141,7 @@ class FaceMesh:
     borrows landmarks from its neighbours and the result does not depend on processing order.
     """
 
-    def __init__(self, settings: MouthSettings):
+    def __init__(self, settings: MouthSpec):
         import mediapipe as mp  # heavy, and only mask jobs need it
 
         self.size = settings.image_size
@@ -297,7 +228,7 @@ def otsu_threshold(values: np.ndarray) -> float | None:
 
 
 def mouth_opening(
-    gaps: np.ndarray, fps: float, settings: MouthSettings
+    gaps: np.ndarray, fps: float, settings: MouthSpec
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Mouth-open measure (as stored), known-ness and the trial's threshold from per-row lip gaps.
 
@@ -331,7 +262,7 @@ def mouth_opening(
 # ---------------------------------------------------------------- workflow jobs
 
 
-def _settings_hash(mask: str, settings: VadSettings | MouthSettings) -> str:
+def _settings_hash(mask: str, settings: VadSpec | MouthSpec) -> str:
     """Fingerprint of the settings a mask store was made with."""
     return fingerprint({"mask": mask, **asdict(settings)})
 
@@ -356,7 +287,7 @@ def _summary_row(row: Any, measure_valid: np.ndarray, binary: np.ndarray, second
 
 def detect_voice_activity_shard(
     manifest: pd.DataFrame, shard: int, n_shards: int, audio_paths: dict[str, str],
-    mask_root: str | Path, settings: VadSettings,
+    mask_root: str | Path, settings: VadSpec,
 ) -> pd.DataFrame:
     """Write the ``vad`` mask of every trial of one shard; returns one summary row per trial."""
     trials = shard_trials(manifest, shard, n_shards)
@@ -381,7 +312,7 @@ def detect_voice_activity_shard(
 
 
 def detect_mouth_open_shard(
-    manifest: pd.DataFrame, shard: int, n_shards: int, mask_root: str | Path, settings: MouthSettings,
+    manifest: pd.DataFrame, shard: int, n_shards: int, mask_root: str | Path, settings: MouthSpec,
 ) -> pd.DataFrame:
     """Write the ``mouth`` mask of every trial of one shard; returns one summary row per trial."""
     trials = shard_trials(manifest, shard, n_shards)

@@ -22,21 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-GRID_VALUES = (-0.66, 0.0, 0.66)
-"""Grid centres on each axis (DASP sec. 4.4: the 'localised' grid that beat +-0.60 / sigma 0.60)."""
-
-REGIONS: tuple[tuple[float, float, str], ...] = (
-    (-0.66, -0.66, "depressed"),
-    (-0.66, 0.0, "uncomfortable"),  # named in the paper (sec. 3.3)
-    (-0.66, 0.66, "distressed"),
-    (0.0, -0.66, "low-energy"),  # named in the paper
-    (0.0, 0.0, "neutral"),
-    (0.0, 0.66, "highly-aroused"),  # named in the paper
-    (0.66, -0.66, "relaxed"),
-    (0.66, 0.0, "pleased"),
-    (0.66, 0.66, "excited"),
-)
-"""(valence centre, arousal centre, description) per region, in prototype row order."""
+from vapipe.va_regions import REGIONS, region_descriptions
 
 TEMPLATES = (
     "a photo of a person who looks {}",
@@ -44,16 +30,6 @@ TEMPLATES = (
     "a facial expression of {}",
 )
 """The three prompt templates of DASP sec. 3.3, verbatim."""
-
-
-def region_centres() -> np.ndarray:
-    """[9, 2] (valence, arousal) centres of the regions, in prototype row order."""
-    return np.array([(v, a) for v, a, _ in REGIONS], dtype=np.float32)
-
-
-def region_descriptions() -> list[str]:
-    """The nine region descriptions, in prototype row order."""
-    return [text for _, _, text in REGIONS]
 
 
 def region_prompts(templates: tuple[str, ...] = TEMPLATES) -> list[list[str]]:

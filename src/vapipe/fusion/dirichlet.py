@@ -16,11 +16,17 @@ never an N x P matrix.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator
-from sklearn.model_selection import GroupKFold
 
 from vapipe import TARGETS
-from vapipe.evaluation.metrics import va_scores, valid_label_mask
+from vapipe.evaluation.metrics import valid_label_mask
+from vapipe.fusion.base import (  # check_base_predictions, grouped_splits: re-exported here
+    LateFusion,
+    check_base_predictions,
+    grouped_splits,
+    pyplot,
+    register_fusion,
+    save_figure,
+)
 
 
 def minimum_pool_size(n_models: int) -> int:
@@ -62,43 +68,22 @@ def pool_ccc(pool: np.ndarray, stats: tuple) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
-def check_base_predictions(preds: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-    """preds as float64 [N, M, 2]; labels, when given, must be [N, 2]."""
-    preds = np.asarray(preds, dtype=np.float64)
-    if preds.ndim != 3 or preds.shape[2] != len(TARGETS):
-        raise ValueError(f"expected base predictions of shape [N, models, 2], got {preds.shape}")
-    if labels is not None and np.shape(labels) != (preds.shape[0], len(TARGETS)):
-        raise ValueError(f"expected labels of shape ({preds.shape[0]}, 2), got {np.shape(labels)}")
-    return preds
-
-
-def grouped_splits(groups, keep: np.ndarray, n_splits: int, what: str):
-    """GroupKFold over all frames by group (trial): (train frames with labels, every test frame).
-
-    Test frames include unannotated ones, so each trial gets a complete out-of-split prediction;
-    only annotated frames are fitted on.
-    """
-    groups = np.asarray(groups)
-    if groups.shape != keep.shape:
-        raise ValueError(f"{what}: expected groups of shape {keep.shape}, got {groups.shape}")
-    n_splits = min(n_splits, len(np.unique(groups[keep])))
-    if n_splits < 2:
-        raise ValueError(f"{what}: the grouped cross-validation needs annotated frames of at least two trials")
-    for train, test in GroupKFold(n_splits=n_splits).split(keep, groups=groups):
-        yield train[keep[train]], test
-
-
-class DirichletWeightedFusion(BaseEstimator):
+@register_fusion("dwf")
+class DirichletWeightedFusion(LateFusion):
     """DWF (paper 001, sec. 3.3): per target, the best of ``pool_size`` Dirichlet(1, ..., 1) weight
     vectors by CCC on the fitting frames; `predict` is the weighted sum of the base predictions.
 
-    ``fit(preds [N, M, 2], labels [N, 2], groups [N] = None)``: frames whose label is -5 (either
-    target) are left out. Fitted attributes: ``weights_`` {target: [M]}, ``fit_scores_`` (CCC of
-    the chosen weights on the frames they were chosen on: optimistic), and, when ``groups`` (e.g.
-    trials) are given, ``cv_predictions_`` [N, 2] (every frame, annotated or not, fused with weights
-    chosen on the other splits of a GroupKFold (``cv_splits``) from the same pool) and
-    ``cv_scores_``, their pooled CCC on the annotated frames. ``seed`` fixes the pool.
+    ``fit(preds [N, M, 2], labels [N, 2], groups [N] = None)`` (`LateFusion`): frames whose label is
+    -5 (either target) are left out. Fitted attributes: ``weights_`` {target: [M]}, ``pools_``
+    {target: [pool_size, M]}, ``fit_scores_`` (CCC of the chosen weights on the frames they were
+    chosen on: optimistic; metrics row "fit"), and, when ``groups`` (e.g. trials) are given,
+    ``cv_predictions_`` [N, 2] (every frame, annotated or not, fused with weights chosen on the
+    other splits of a GroupKFold (``cv_splits``) from the same pool) and ``cv_scores_``, their
+    pooled CCC on the annotated frames. ``seed`` fixes the pool.
     """
+
+    display_name = "DWF"
+    fit_score_name = "fit"
 
     def __init__(self, pool_size: int = 2000, seed: int = 0, cv_splits: int = 5):
         self.pool_size = pool_size
@@ -118,9 +103,7 @@ class DirichletWeightedFusion(BaseEstimator):
             weights[target], scores[target] = pools[target][best].copy(), float(ccc[best])
         return weights, scores
 
-    def fit(self, preds, labels, groups=None) -> "DirichletWeightedFusion":
-        preds = check_base_predictions(preds, labels)
-        labels = np.asarray(labels, dtype=np.float64)
+    def _check_fit(self, preds: np.ndarray, keep: np.ndarray) -> None:
         n_models = preds.shape[1]
         if n_models < 2:
             raise ValueError(f"DWF fuses at least two models, got {n_models}")
@@ -129,25 +112,17 @@ class DirichletWeightedFusion(BaseEstimator):
                 f"DWF pool size {self.pool_size} is below the minimum {minimum_pool_size(n_models)} "
                 f"for {n_models} models"
             )
-        keep = valid_label_mask(labels)
         if keep.sum() < 2:
             raise ValueError(f"DWF needs at least two annotated frames, got {int(keep.sum())}")
-        if not np.isfinite(preds).all():
-            raise ValueError("DWF: base predictions contain NaN or infinite values")
-        pools = self._pools(n_models)
-        self.n_models_ = n_models
-        self.pools_ = pools
-        self.weights_, scores = self._select(pools, preds[keep], labels[keep])
-        self.fit_scores_ = {**scores, "mean": float(np.mean(list(scores.values()))), "n_frames": int(keep.sum())}
-        self.cv_scores_ = self.cv_predictions_ = None
-        if groups is not None:
-            fused = np.empty_like(labels)
-            for train, test in grouped_splits(groups, keep, self.cv_splits, "DWF"):
-                weights, _ = self._select(pools, preds[train], labels[train])
-                fused[test] = apply_weights(preds[test], weights)
-            self.cv_predictions_ = fused
-            self.cv_scores_ = va_scores(fused[keep], labels[keep])
-        return self
+
+    def _fit_frames(self, preds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        # The same seed draws the same pools on every split: the cross-fitting selects from them too.
+        self.pools_ = self._pools(preds.shape[1])
+        self.weights_, scores = self._select(self.pools_, preds, labels)
+        return scores
+
+    def _predict_frames(self, preds: np.ndarray) -> np.ndarray:
+        return apply_weights(preds, self.weights_)
 
     def pool_scores(self, preds, labels) -> dict[str, np.ndarray]:
         """{target: [pool_size] CCC} of every draw of the fitted pools on these frames (for figures)."""
@@ -159,21 +134,31 @@ class DirichletWeightedFusion(BaseEstimator):
             for i, t in enumerate(TARGETS)
         }
 
-    def predict(self, preds) -> np.ndarray:
-        """[N, 2] fused predictions: per target, the weighted sum over models."""
-        preds = check_base_predictions(preds)
-        if preds.shape[1] != self.n_models_:
-            raise ValueError(f"DWF was fitted on {self.n_models_} models, got {preds.shape[1]}")
-        return apply_weights(preds, self.weights_)
-
     def summary(self, models: list[str] | None = None) -> dict:
         """JSON-ready record: pool, seed, weights per target (by model name if given), scores."""
-        names = models if models is not None else [f"model{m}" for m in range(self.n_models_)]
-        return {
-            "method": "dwf", "pool_size": self.pool_size, "seed": self.seed,
-            "weights": {t: dict(zip(names, map(float, w))) for t, w in self.weights_.items()},
-            "fit_scores": self.fit_scores_, "cv_scores": self.cv_scores_,
-        }
+        names = self.model_names(models)
+        weights = {t: dict(zip(names, map(float, w))) for t, w in self.weights_.items()}
+        return super().summary(models) | {"weights": weights}
+
+    def figure(self, preds, labels, models: list[str], path) -> None:
+        """Each pool draw's CCC on the fitting frames against each model's weight, chosen draw starred."""
+        plt = pyplot()
+        models = self.model_names(models)
+        scores = self.pool_scores(preds, labels)
+        fig, axes = plt.subplots(len(TARGETS), len(models), figsize=(3.2 * len(models), 5.6),
+                                 squeeze=False, sharey="row")
+        for i, target in enumerate(TARGETS):
+            for m, model in enumerate(models):
+                ax = axes[i, m]
+                ax.scatter(self.pools_[target][:, m], scores[target], s=2, alpha=0.3, color="tab:blue")
+                ax.scatter([self.weights_[target][m]], [scores[target].max()], color="tab:red", marker="*",
+                           s=120, label="chosen")
+                ax.set_xlabel(f"weight of {model}")
+                if m == 0:
+                    ax.set_ylabel(f"{target} CCC of the draw")
+        axes[0, 0].legend(loc="lower right")
+        fig.suptitle(f"DWF: {self.pool_size} Dirichlet(1, ..., 1) draws per target (seed {self.seed})")
+        save_figure(fig, path)
 
 
 def apply_weights(preds: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:

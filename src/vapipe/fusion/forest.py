@@ -8,7 +8,7 @@ with the split criterion: n_estimators in {10, 20, 50, 100} x criterion, best ou
 Out-of-bag scores are optimistic on frame sequences: a frame left out of a tree's bootstrap sample
 has its neighbours, with nearly the same inputs and label, in it. The paper's RF scored 0.763 on
 development and 0.432 on test (Table 5). So the chosen forest is also scored by trial-grouped
-cross-validation (GroupKFold, same hyper-parameters, same seed): ``grouped_cv_ccc_``.
+cross-validation (GroupKFold, same hyper-parameters, same seed): ``cv_scores_``.
 
 Criteria: "squared_error" (leaf mean) and "absolute_error" (leaf median, robust to outlying
 labels). In the installed scikit-learn (1.9) "friedman_mse" is deprecated as identical to
@@ -28,12 +28,12 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import clone
 from sklearn.ensemble import RandomForestRegressor
 
 from vapipe import TARGETS
-from vapipe.evaluation.metrics import ccc, valid_label_mask
-from vapipe.fusion.dirichlet import check_base_predictions, grouped_splits
+from vapipe.evaluation.metrics import ccc
+from vapipe.fusion.base import LateFusion, _json_ready, check_base_predictions, pyplot, register_fusion, save_figure
 
 N_ESTIMATORS_GRID = (10, 20, 50, 100)
 CRITERIA = ("squared_error", "absolute_error")
@@ -50,23 +50,29 @@ def stack_features(preds: np.ndarray) -> np.ndarray:
     return preds.reshape(len(preds), -1)
 
 
-class ForestFusion(BaseEstimator):
+@register_fusion("random_forest")
+class ForestFusion(LateFusion):
     """RF stacking (paper 001, sec. 3.3): per target, a RandomForestRegressor on all base outputs.
 
-    ``fit(preds [N, M, 2], labels [N, 2], groups [N])``: frames whose label is -5 are left out. For
-    each criterion, one forest is grown with warm start through ``n_estimators_grid`` (scikit-learn
-    skips the random draws of trees already grown, so each step equals a fresh fit of that size);
-    the (n_estimators, criterion) with the best out-of-bag CCC (first in grid order on a tie) is
-    kept, regrown only when it is not the largest forest. Fitted attributes: ``models_``,
-    ``params_``, ``oob_ccc_`` and ``grouped_cv_ccc_`` {target: ...} (plus "mean" in the score
-    dicts), ``selection_`` (every grid point's OOB CCC), ``cv_predictions_`` [N, 2] (every frame,
-    annotated or not, predicted by forests grown on the other trials' annotated frames).
+    ``fit(preds [N, M, 2], labels [N, 2], groups [N])`` (`LateFusion`): frames whose label is -5 are
+    left out. For each criterion, one forest is grown with warm start through ``n_estimators_grid``
+    (scikit-learn skips the random draws of trees already grown, so each step equals a fresh fit of
+    that size); the (n_estimators, criterion) with the best out-of-bag CCC (first in grid order on a
+    tie) is kept, regrown only when it is not the largest forest. Fitted attributes: ``models_``,
+    ``params_`` {target: ...}, ``fit_scores_`` (the chosen forests' out-of-bag CCC; metrics row
+    "out_of_bag") and ``cv_scores_`` (trial-grouped cross-fitted CCC), ``selection_`` (every grid
+    point's OOB CCC), ``cv_predictions_`` [N, 2] (every frame, annotated or not, predicted by
+    forests grown on the other trials' annotated frames with the chosen hyper-parameters and seed;
+    the hyper-parameters themselves are chosen once, on all fitting frames).
 
     With 10 trees about (1 - 1/e)^10 = 1% of frames are in every bootstrap sample; scikit-learn
     predicts 0 for them out-of-bag (and warns, silenced here), which slightly handicaps the
     smallest forests. ``max_samples`` and ``min_samples_leaf`` go to every forest (see the module
     docstring for their use on a million frames).
     """
+
+    display_name = "RF fusion"
+    fit_score_name = "out_of_bag"
 
     def __init__(
         self,
@@ -108,50 +114,60 @@ class ForestFusion(BaseEstimator):
                     kept = forest if n == max(self.n_estimators_grid) else None
         return rows, kept
 
-    def fit(self, preds, labels, groups) -> "ForestFusion":
-        preds = check_base_predictions(preds, labels)
-        labels = np.asarray(labels, dtype=np.float64)
-        keep = valid_label_mask(labels)
+    def _fit_frames(self, preds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         X = stack_features(preds)
-        if not np.isfinite(X).all():
-            raise ValueError("RF fusion: base predictions contain NaN or infinite values")
-        splits = list(grouped_splits(groups, keep, self.cv_splits, "RF fusion"))
         self.n_features_ = X.shape[1]
-        self.models_, self.params_, self.oob_ccc_, self.grouped_cv_ccc_ = {}, {}, {}, {}
-        self.cv_predictions_ = np.empty((len(X), len(TARGETS)))
-        selection = []
+        self.models_, self.params_, scores, selection = {}, {}, {}, []
         for i, target in enumerate(TARGETS):
             y = labels[:, i]
-            rows, model = self._select(X[keep], y[keep])
+            rows, model = self._select(X, y)
             selection += [{"target": target, **row} for row in rows]
             best = max(rows, key=lambda r: r["oob_ccc"])  # max keeps the first of equal scores
             params = {"n_estimators": best["n_estimators"], "criterion": best["criterion"]}
             if model is None:  # a smaller forest won: grow it afresh (same seed, same trees)
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Some inputs do not have OOB scores")
-                    model = self._forest(**params, oob_score=oob_ccc).fit(X[keep], y[keep])
+                    model = self._forest(**params, oob_score=oob_ccc).fit(X, y)
             model.set_params(warm_start=False)
-            for train, test in splits:
-                self.cv_predictions_[test, i] = self._forest(**params).fit(X[train], y[train]).predict(X[test])
             self.models_[target], self.params_[target] = model, params
-            self.oob_ccc_[target] = float(model.oob_score_)
-            self.grouped_cv_ccc_[target] = ccc(self.cv_predictions_[keep, i], y[keep])
-        for scores in (self.oob_ccc_, self.grouped_cv_ccc_):
-            scores["mean"] = float(np.mean([scores[t] for t in TARGETS]))
+            scores[target] = float(model.oob_score_)
         self.selection_ = pd.DataFrame(selection, columns=["target", "criterion", "n_estimators", "oob_ccc"])
-        return self
+        return scores
 
-    def predict(self, preds) -> np.ndarray:
-        """[N, 2] fused predictions, one forest per target."""
+    def _split_fusion(self, preds: np.ndarray, labels: np.ndarray) -> "ForestFusion":
+        """Forests of the chosen (n_estimators, criterion), same seed, grown on one split's frames."""
         X = stack_features(preds)
-        if X.shape[1] != self.n_features_:
-            raise ValueError(f"RF fusion was fitted on {self.n_features_ // 2} models, got {X.shape[1] // 2}")
+        fold = clone(self)
+        fold.n_models_, fold.n_features_ = preds.shape[1], X.shape[1]
+        fold.params_ = dict(self.params_)
+        fold.models_ = {t: self._forest(**self.params_[t]).fit(X, labels[:, i]) for i, t in enumerate(TARGETS)}
+        return fold
+
+    def _predict_frames(self, preds: np.ndarray) -> np.ndarray:
+        X = stack_features(preds)
         return np.stack([self.models_[t].predict(X) for t in TARGETS], axis=1)
 
-    def summary(self) -> dict:
-        """JSON-ready record: seed, chosen hyper-parameters, OOB and grouped-CV CCC per target."""
-        return {
-            "method": "random_forest", "seed": self.seed, "params": self.params_,
-            "oob_ccc": self.oob_ccc_, "grouped_cv_ccc": self.grouped_cv_ccc_,
-            "selection": self.selection_.to_dict("records"),
-        }
+    def summary(self, models: list[str] | None = None) -> dict:
+        """JSON-ready record: seed, chosen hyper-parameters, every grid point's OOB CCC, scores."""
+        return super().summary(models) | _json_ready(
+            {"params": self.params_, "selection": self.selection_.to_dict("records")}
+        )
+
+    def figure(self, preds, labels, models: list[str], path) -> None:
+        """OOB CCC of the (n_estimators, criterion) grid, with the cross-fitted CCC of the chosen forest."""
+        plt = pyplot()
+        fig, axes = plt.subplots(1, len(TARGETS), figsize=(9, 3.6), squeeze=False, sharey=True)
+        for i, target in enumerate(TARGETS):
+            ax = axes[0, i]
+            grid = self.selection_[self.selection_["target"] == target]
+            for criterion, rows in grid.groupby("criterion"):
+                ax.plot(rows["n_estimators"], rows["oob_ccc"], marker="o", label=f"out-of-bag, {criterion}")
+            ax.axhline(self.cv_scores_[target], color="black", linestyle="--",
+                       label="trial-grouped CV (chosen forest)")
+            ax.set_xscale("log")
+            ax.set_xlabel("n_estimators")
+            ax.set_title(target)
+        axes[0, 0].set_ylabel("CCC")
+        axes[0, 0].legend(fontsize=7)
+        fig.suptitle("Random-forest fusion: out-of-bag selection against trial-grouped CV")
+        save_figure(fig, path)

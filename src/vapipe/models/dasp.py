@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vapipe.features.text_prototypes import REGIONS, region_centres
+from vapipe.va_regions import REGIONS, region_centres
 from vapipe.models import register_model
 from vapipe.models.tcn import TemporalConvNet
 
@@ -82,8 +82,11 @@ def region_kl(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def load_prototypes(prototypes) -> np.ndarray:
-    """Region prototypes [9, D] from a .npy path or an array-like."""
+    """Region prototypes [9, D] from a .npy path or an array-like; an int D is a placeholder of
+    that width whose values come from a checkpoint's weights (`DASP.checkpoint_params`)."""
     source = "prototypes"
+    if isinstance(prototypes, int) and not isinstance(prototypes, bool):
+        return np.zeros((len(REGIONS), prototypes), np.float32)
     if isinstance(prototypes, (str, Path)):
         source = str(prototypes)
         if not Path(prototypes).is_file():
@@ -207,7 +210,8 @@ class DASP(nn.Module):
     """DASP (paper 004): BiGRU per modality, hierarchical fusion, tanh head, soft-prompt KL branch.
 
     ``forward`` returns ``(va [B, T, 2], {"region_log_probs": [B, T, 9]})`` when ``prototypes`` is
-    set (a .npy path or an array [9, D_text], see `vapipe.features.text_prototypes`), else only
+    set (a .npy path, an array [9, D_text] or, from a checkpoint, the width D_text; see
+    `vapipe.features.text_prototypes`), else only
     ``va``. `auxiliary_loss` is lambda * KL(q || p) over the valid frames.
     """
 
@@ -251,6 +255,13 @@ class DASP(nn.Module):
         self.register_buffer("centres", torch.from_numpy(region_centres()), persistent=False)
         self.sigma = float(sigma)
         self.kl_weight = float(kl_weight)
+
+    def checkpoint_params(self, params: dict) -> dict:
+        """`params` to rebuild this model from a checkpoint: the prototypes file becomes its width,
+        since the prototypes themselves are a buffer saved with the weights."""
+        if self.soft_prompt is None:
+            return dict(params)
+        return {**params, "prototypes": int(self.soft_prompt.prototypes.shape[1])}
 
     def forward(self, inputs: dict[str, torch.Tensor]):
         """{name: [B, T, D]} -> va [B, T, 2], or (va, {"region_log_probs": [B, T, 9]}) with prototypes."""

@@ -50,7 +50,7 @@ def fill_invalid(features: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def load_speech(trial: str, n_rows: int, mask_root: str | Path) -> np.ndarray:
     """Speech frames of a trial: voice activity or mouth open (see vapipe.features.masks)."""
-    from vapipe.features.masks import mask_binary, mask_path, read_mask, speech_frames
+    from vapipe.features.mask_store import mask_binary, mask_path, read_mask, speech_frames
 
     masks = {}
     for kind in ("vad", "mouth"):

@@ -1,8 +1,7 @@
 """A KELM system (Dresvyanskiy et al.): functionals of 2-s windows -> kernel ridge, as a trainer.
 
-It has the `SystemTrainer` interface that `vapipe.training.run` uses (fit, score,
-predictions_table, state_dict, from_checkpoint), so a KELM system is one more entry under
-``systems:`` with ``model: kelm``. The features of the system's backbones are concatenated per
+It implements the `vapipe.training.system.System` contract, so a KELM system is one more entry
+under ``systems:`` with ``model: kelm``. The features of the system's backbones are concatenated per
 frame, summarised per window (`vapipe.models.kelm.window_functionals`), and C and the kernel are
 chosen on the validation trials (the inner split of the training videos, see `train_fold`).
 Outputs sit at the window centres; the post-processing upsamples them to every frame.
@@ -15,25 +14,42 @@ import logging
 import numpy as np
 import pandas as pd
 
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.preprocessing import StandardScaler
+
 from vapipe.evaluation.metrics import va_scores
 from vapipe.models.kelm import KELMRegressor, window_functionals, window_targets
+from vapipe.specs import SystemSpec
 from vapipe.training.data import TrialData
+from vapipe.training.system import System, constructor_arguments, register_system
 
 log = logging.getLogger(__name__)
 
 
-class KELMSystem:
-    """Window functionals of the concatenated features, KELM regression per window."""
+@register_system("kelm")
+class KELMSystem(System):
+    """Window functionals of the concatenated features, KELM regression per window.
 
-    model_name = "kelm"
+    ``params``: ``window_seconds``, ``step_seconds`` (None: non-overlapping windows),
+    ``functionals`` and any `KELMRegressor` argument (C, kernel, gamma, grids, standardize).
+    Fitted: ``regressor_``, ``history_``.
+    """
 
-    def __init__(self, model_params: dict):
-        params = dict(model_params)
-        self.window_seconds = float(params.pop("window_seconds", 2.0))
-        self.step_seconds = params.pop("step_seconds", None)
-        self.functionals = tuple(params.pop("functionals", ("mean", "min", "max")))
-        self.model_params = model_params
-        self.regressor = KELMRegressor(**params)
+    needs_validation = True  # C and the kernel are chosen on validation trials
+
+    @classmethod
+    def accepted_params(cls, model: str) -> set[str] | None:
+        return constructor_arguments(cls, skip=("self", "spec", "device")) | constructor_arguments(KELMRegressor)
+
+    def __init__(self, spec: SystemSpec, device: str | None = None,
+                 window_seconds: float = 2.0, step_seconds: float | None = None,
+                 functionals: tuple[str, ...] = ("mean", "min", "max")):
+        super().__init__(spec, device)
+        params = dict(spec.params)
+        self.window_seconds = float(params.pop("window_seconds", window_seconds))
+        self.step_seconds = params.pop("step_seconds", step_seconds)
+        self.functionals = tuple(params.pop("functionals", functionals))
+        self.regressor_ = KELMRegressor(**params)
 
     def _functionals(self, trial: TrialData) -> tuple[np.ndarray, np.ndarray]:
         """([N, F * D] functionals, [N] centre rows) of a trial's features (valid flags appended)."""
@@ -49,7 +65,7 @@ class KELMSystem:
         return np.concatenate(features), np.concatenate(targets)
 
     def fit(self, trials: list[TrialData], monitor: list[TrialData] | None = None,
-            validation: list[TrialData] | None = None) -> list[dict]:
+            validation: list[TrialData] | None = None) -> "KELMSystem":
         X, y = self._dataset(trials)
         if validation:
             val_X, val_y = self._dataset(validation)
@@ -58,21 +74,22 @@ class KELMSystem:
                     f"KELM: the validation trials give {len(val_X)} window(s) of {self.window_seconds} s; choosing "
                     "C and the kernel needs at least 2 labelled ones (shorter windows or a larger validation_fraction)"
                 )
-            self.regressor.fit(X, y, val_X, val_y)
-            for choice in self.regressor.selection_:
+            self.regressor_.fit(X, y, val_X, val_y)
+            for choice in self.regressor_.selection_:
                 log.info("kernel %s C %g: validation CCC %.4f", choice["kernel"], choice["C"], choice["val_ccc"])
         else:
-            self.regressor.fit(X, y)
-        log.info("KELM: kernel %s, C %g, %d training windows", self.regressor.kernel_, self.regressor.C_, len(X))
-        record = {"epoch": 1, "kernel": self.regressor.kernel_, "C": self.regressor.C_}
+            self.regressor_.fit(X, y)
+        log.info("KELM: kernel %s, C %g, %d training windows", self.regressor_.kernel_, self.regressor_.C_, len(X))
+        record = {"epoch": 1, "kernel": self.regressor_.kernel_, "C": self.regressor_.C_}
         if monitor:
             record.update({f"monitor_{k}": v for k, v in self.score(monitor).items()})
-        return [record]
+        self.history_ = [record]
+        return self
 
     def predict_windows(self, trial: TrialData) -> tuple[np.ndarray, np.ndarray]:
         """([N, 2] predictions clipped to [-1, 1], [N] window centre times in seconds)."""
         features, centres = self._functionals(trial)
-        return np.clip(self.regressor.predict(features), -1, 1), trial.times[centres]
+        return np.clip(self.regressor_.predict(features), -1, 1), trial.times[centres]
 
     def score(self, trials: list[TrialData]) -> dict[str, float]:
         """Pooled CCC over the windows' mean labels."""
@@ -80,24 +97,33 @@ class KELMSystem:
         labels = np.concatenate([window_targets(t.labels, t.fps, self.window_seconds, self.step_seconds) for t in trials])
         return va_scores(predictions, labels)
 
-    def predictions_table(self, trials: list[TrialData], subset: str) -> pd.DataFrame:
-        frames = []
-        for t in trials:
-            p, times = self.predict_windows(t)
-            frames.append(pd.DataFrame({"trial": t.trial, "time": times, "valence": p[:, 0],
-                                        "arousal": p[:, 1], "set": subset}))
-        return pd.concat(frames, ignore_index=True)
+    def _predict(self, trial: TrialData) -> tuple[np.ndarray, np.ndarray]:
+        predictions, times = self.predict_windows(trial)
+        return times, predictions
 
-    def predict_trial(self, trial: TrialData) -> np.ndarray:
-        """Per-row predictions, linearly interpolated between window centres (for `vapipe predict`)."""
-        p, times = self.predict_windows(trial)
-        return np.stack([np.interp(trial.times, times, p[:, j]) for j in range(2)], axis=1)
-
-    def state_dict(self) -> dict:
-        return {"model_name": self.model_name, "model_params": self.model_params, "regressor": self.regressor}
+    def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        regressor = self.regressor_
+        ridge, scaler = regressor.model_, regressor.scaler_
+        state = {"kernel": regressor.kernel_, "C": regressor.C_, "gamma": regressor.gamma,
+                 "selection": regressor.selection_, "standardize": scaler is not None}
+        arrays = {"kelm.X_fit": ridge.X_fit_, "kelm.dual_coef": ridge.dual_coef_}
+        if scaler is not None:
+            arrays |= {"kelm.scaler_mean": scaler.mean_, "kelm.scaler_scale": scaler.scale_}
+        return state, arrays
 
     @classmethod
-    def from_checkpoint(cls, state: dict, device: str = "cpu") -> "KELMSystem":
-        system = cls(state["model_params"])
-        system.regressor = state["regressor"]
+    def _from_state(cls, spec, state, arrays, device):
+        system = cls(spec, device)
+        regressor = system.regressor_
+        regressor.kernel_, regressor.C_, regressor.selection_ = state["kernel"], float(state["C"]), state["selection"]
+        ridge = KernelRidge(alpha=1.0 / regressor.C_, kernel=regressor.kernel_, gamma=state["gamma"])
+        ridge.X_fit_, ridge.dual_coef_ = arrays["kelm.X_fit"], arrays["kelm.dual_coef"]
+        ridge.n_features_in_ = ridge.X_fit_.shape[1]
+        regressor.model_ = ridge
+        regressor.scaler_ = None
+        if state["standardize"]:
+            scaler = StandardScaler()
+            scaler.mean_, scaler.scale_ = arrays["kelm.scaler_mean"], arrays["kelm.scaler_scale"]
+            scaler.var_, scaler.n_features_in_ = scaler.scale_**2, len(scaler.mean_)
+            regressor.scaler_ = scaler
         return system

@@ -1,58 +1,27 @@
-"""The shared trainer: CCC loss on windows of cached features, seeded, one fold at a time."""
+"""The neural system: any registered model trained with a CCC loss on windows of cached features,
+seeded, one fold at a time (the `vapipe.training.system.System` contract)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
-import random
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 
 from vapipe.evaluation.metrics import va_scores
-from vapipe.features.backbones import autocast_on
-from vapipe.models import create_model
+from vapipe.models import MODELS, create_model
+from vapipe.runtime import autocast_on, resolve_device, seed_everything
+from vapipe.specs import SCHEDULES, SystemSpec
 from vapipe.training.data import Standardizer, TrialData
 from vapipe.training.resample import resample_trial
 from vapipe.training.losses import ccc_loss
+from vapipe.training.system import System, constructor_arguments, register_system
 from vapipe.training.windows import window_starts
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings of a system (config: systems.<name>.train)."""
-
-    epochs: int = 30
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 2
-    schedule: str = "cosine"  # after warm-up: cosine to zero, cyclic (cosine restarts), constant
-    cycle_epochs: int = 10  # length of a cycle of the cyclic schedule
-    early_stopping_patience: int = 0  # epochs without a better validation CCC before stopping; 0: off
-    validation_fraction: float = 0.2  # of the training videos, held out to early-stop / select on
-    rate: float | None = None  # windows at this many rows per second (e.g. 5); None: the video's
-    normalization: str = "zscore"  # zscore, minmax or trial_minmax (vapipe.training.data)
-    train_on: str = "all"  # all labelled frames, or "speech" frames only (voice activity or mouth open)
-    mixed_precision: bool = True  # autocast (bf16, else fp16 with loss scaling) on CUDA
-    seed: int = 0
-    device: str = "auto"
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule '{self.schedule}'; known: {', '.join(SCHEDULES)}")
-        if self.train_on not in ("all", "speech"):
-            raise ValueError(f"train_on must be 'all' or 'speech', got '{self.train_on}'")
-
-
-SCHEDULES = ("cosine", "cyclic", "constant")
 
 
 def learning_rate_factor(step: int, warmup: int, total: int, schedule: str, cycle: int) -> float:
@@ -64,21 +33,6 @@ def learning_rate_factor(step: int, warmup: int, total: int, schedule: str, cycl
     if schedule == "cyclic":
         return 0.5 * (1 + math.cos(math.pi * ((step - warmup) % max(1, cycle)) / max(1, cycle)))
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; returns a generator for the data order."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _batch(items: list[tuple[dict[str, np.ndarray], np.ndarray]], device) -> tuple:
@@ -104,19 +58,29 @@ def speech_only(trial: TrialData) -> np.ndarray:
     return np.where(trial.speech[:, None], trial.labels, -5.0).astype(np.float32)
 
 
-class SystemTrainer:
-    """Trains one model on one fold and predicts trials with overlapping windows."""
+@register_system("neural")
+class NeuralSystem(System):
+    """Trains one registered model (``spec.model``) on one fold; predicts trials with overlapping
+    windows. Fitted: ``model_``, ``standardizer_``, ``input_dims_``, ``history_``."""
 
-    def __init__(self, model_name: str, model_params: dict, window: int, stride: int, train: TrainConfig):
-        self.model_name = model_name
-        self.model_params = model_params
-        self.window = window
-        self.stride = stride
-        self.config = train
-        self.device = resolve_device(train.device)
-        self.standardizer = Standardizer(train.normalization)
-        self.model: torch.nn.Module | None = None
-        self.input_dims: dict[str, int] = {}
+    def __init__(self, spec: SystemSpec, device: str | None = None):
+        super().__init__(spec, device)
+        self.config = spec.train
+        self.window = spec.window
+        self.stride = spec.stride
+        self.device = resolve_device(self.device_name)
+        self.standardizer_ = Standardizer(spec.train.normalization)
+        self.model_: torch.nn.Module | None = None
+        self.input_dims_: dict[str, int] = {}
+
+    @classmethod
+    def model_names(cls) -> list[str]:
+        return sorted(MODELS)
+
+    @classmethod
+    def accepted_params(cls, model: str) -> set[str] | None:
+        """The model class's keyword arguments besides ``input_dims``."""
+        return constructor_arguments(MODELS[model], skip=("self", "input_dims"))
 
     def at_model_rate(self, trial: TrialData) -> TrialData:
         """The trial as the model sees it: resampled when the config sets a rate."""
@@ -131,24 +95,24 @@ class SystemTrainer:
     def _forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict | None]:
         """(valence-arousal [B, T, 2], auxiliary outputs or None): models with an extra objective
         (e.g. DASP's soft prompts) return a tuple and define `auxiliary_loss`."""
-        out = self.model(inputs)
+        out = self.model_(inputs)
         return out if isinstance(out, tuple) else (out, None)
 
     def fit(
         self, trials: list[TrialData], monitor: list[TrialData] | None = None,
         validation: list[TrialData] | None = None,
-    ) -> list[dict]:
+    ) -> "NeuralSystem":
         """Train on `trials`; logs the CCC on `monitor` trials after every epoch (never used to
         select); with `validation` trials and a patience, stops early and keeps the best epoch."""
         generator = seed_everything(self.config.seed)
         trials = [self.at_model_rate(t) for t in trials]
         monitor = [self.at_model_rate(t) for t in monitor or []]
         validation = [self.at_model_rate(t) for t in validation or []]
-        self.standardizer.fit(trials)
+        self.standardizer_.fit(trials)
         labels = [speech_only(t) if self.config.train_on == "speech" else t.labels for t in trials]
-        prepared = [(self.standardizer.transform(t), y) for t, y in zip(trials, labels)]
-        self.input_dims = {n: x.shape[1] for n, x in prepared[0][0].items()}
-        self.model = create_model(self.model_name, self.input_dims, **self.model_params).to(self.device)
+        prepared = [(self.standardizer_.transform(t), y) for t, y in zip(trials, labels)]
+        self.input_dims_ = {n: x.shape[1] for n, x in prepared[0][0].items()}
+        self.model_ = create_model(self.spec.model, self.input_dims_, **self.spec.params).to(self.device)
         windows = [
             (i, s) for i, (_, y) in enumerate(prepared) for s in window_starts(len(y), self.window, self.stride)
         ]
@@ -157,7 +121,7 @@ class SystemTrainer:
         warmup = steps_per_epoch * self.config.warmup_epochs
         cycle = steps_per_epoch * self.config.cycle_epochs
         optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
+            self.model_.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: learning_rate_factor(step, warmup, total, self.config.schedule, cycle)
@@ -169,7 +133,7 @@ class SystemTrainer:
         history = []
         for epoch in range(self.config.epochs):
             started = time.perf_counter()
-            self.model.train()
+            self.model_.train()
             order = torch.randperm(len(windows), generator=generator).tolist()
             losses = []
             for b in range(0, len(order), self.config.batch_size):
@@ -185,11 +149,11 @@ class SystemTrainer:
                     predictions, aux = self._forward(inputs)
                     loss = ccc_loss(predictions.float(), targets, mask)
                     if aux is not None:
-                        loss = loss + self.model.auxiliary_loss(aux, targets, mask)
+                        loss = loss + self.model_.auxiliary_loss(aux, targets, mask)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(self.model_.parameters(), 1.0)
                 scaler.step(optimizer)
                 scaler.update()
                 schedule.step()
@@ -201,7 +165,7 @@ class SystemTrainer:
             if patience:
                 record.update({f"validation_{k}": v for k, v in self._score(validation).items()})
                 if record["validation_mean"] > best["score"]:
-                    state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                    state = {k: v.detach().clone() for k, v in self.model_.state_dict().items()}
                     best = {"score": record["validation_mean"], "epoch": epoch + 1, "state": state}
             history.append(record)
             log.info("epoch %d/%d %s", epoch + 1, self.config.epochs,
@@ -210,20 +174,16 @@ class SystemTrainer:
                 log.info("early stop: no better validation CCC for %d epochs", patience)
                 break
         if best["state"] is not None:
-            self.model.load_state_dict(best["state"])
+            self.model_.load_state_dict(best["state"])
             log.info("kept epoch %d (validation CCC mean %.4f)", best["epoch"], best["score"])
-        return history
+        self.history_ = history
+        return self
 
     @torch.inference_mode()
-    def predict_at_model_rate(self, trial: TrialData, drop: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """[N, 2] predictions of a trial already at the model's rate, averaging overlapping windows.
-
-        `drop` {feature name: bool [N]} zeroes those rows of the model input, valid flag included
-        (the missing-modality evaluation)."""
-        self.model.eval()
-        x = self.standardizer.transform(trial)
-        for name, rows in (drop or {}).items():
-            x[name][rows] = 0.0
+    def predict_at_model_rate(self, trial: TrialData) -> np.ndarray:
+        """[N, 2] predictions of a trial already at the model's rate, averaging overlapping windows."""
+        self.model_.eval()
+        x = self.standardizer_.transform(trial)
         n = trial.n_rows
         total = np.zeros((n, 2))
         count = np.zeros((n, 1))
@@ -235,9 +195,9 @@ class SystemTrainer:
             count[s : s + len(out)] += 1
         return total / count
 
-    def predict_trial(self, trial: TrialData) -> np.ndarray:
-        """[N, 2] predictions at the model's rate (the trial's rows unless a rate is set)."""
-        return self.predict_at_model_rate(self.at_model_rate(trial))
+    def _predict(self, trial: TrialData) -> tuple[np.ndarray, np.ndarray]:
+        trial = self.at_model_rate(trial)
+        return trial.times, self.predict_at_model_rate(trial)
 
     def _score(self, trials: list[TrialData]) -> dict[str, float]:
         """Pooled CCC over the valid frames of trials already at the model's rate."""
@@ -249,35 +209,21 @@ class SystemTrainer:
         """Pooled CCC over the trials' valid frames, at the model's rate."""
         return self._score([self.at_model_rate(t) for t in trials])
 
-    def predictions_table(self, trials: list[TrialData], subset: str) -> pd.DataFrame:
-        """Raw predictions at the model's rate: trial, time (s), valence, arousal, set."""
-        frames = []
-        for t in trials:
-            t = self.at_model_rate(t)
-            p = self.predict_at_model_rate(t)
-            frames.append(pd.DataFrame({
-                "trial": t.trial, "time": t.times, "valence": p[:, 0], "arousal": p[:, 1], "set": subset,
-            }))
-        return pd.concat(frames, ignore_index=True)
+    def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        params = self.model_.checkpoint_params(self.spec.params) if hasattr(self.model_, "checkpoint_params") \
+            else dict(self.spec.params)
+        arrays = {f"model.{k}": v.detach().cpu().numpy() for k, v in self.model_.state_dict().items()}
+        for kind, values in (("mean", self.standardizer_.mean_), ("scale", self.standardizer_.scale_)):
+            arrays |= {f"normalizer.{kind}.{name}": np.asarray(v) for name, v in values.items()}
+        return {"input_dims": self.input_dims_, "model_params": params}, arrays
 
     @classmethod
-    def from_checkpoint(cls, state: dict, device: str = "cpu") -> "SystemTrainer":
-        """Rebuild a trained system from `state_dict()` output, ready to predict."""
-        train = TrainConfig(device=device, rate=state.get("rate"), normalization=state.get("normalization", "zscore"))
-        trainer = cls(state["model_name"], state["model_params"], state["window"], state["stride"], train)
-        trainer.standardizer.load_state_dict(state["standardizer"])
-        trainer.input_dims = dict(state["input_dims"])
-        trainer.model = create_model(trainer.model_name, trainer.input_dims, **trainer.model_params)
-        trainer.model.load_state_dict(state["model"])
-        trainer.model.to(trainer.device).eval()
-        return trainer
-
-    def state_dict(self) -> dict:
-        """Everything needed to predict again: weights, normaliser, settings."""
-        return {
-            "model_name": self.model_name, "model_params": self.model_params,
-            "window": self.window, "stride": self.stride, "rate": self.config.rate,
-            "normalization": self.config.normalization,
-            "model": self.model.state_dict(), "standardizer": self.standardizer.state_dict(),
-            "input_dims": self.input_dims,
-        }
+    def _from_state(cls, spec, state, arrays, device):
+        system = cls(spec, device)
+        system.input_dims_ = {k: int(v) for k, v in state["input_dims"].items()}
+        part = lambda prefix: {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}  # noqa: E731
+        system.standardizer_.mean_, system.standardizer_.scale_ = part("normalizer.mean."), part("normalizer.scale.")
+        system.model_ = create_model(spec.model, system.input_dims_, **state["model_params"])
+        system.model_.load_state_dict({k: torch.from_numpy(v) for k, v in part("model.").items()})
+        system.model_.to(system.device).eval()
+        return system
