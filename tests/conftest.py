@@ -13,8 +13,14 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_video(path: Path, fps: Fraction, n_frames: int, audio_seconds: float | None = None,
-                codec: str = "libx264", audio_codec: str = "aac") -> None:
+def write_video(
+    path: Path,
+    fps: Fraction,
+    n_frames: int,
+    audio_seconds: float | None = None,
+    codec: str = "libx264",
+    audio_codec: str = "aac",
+) -> None:
     """A small video with a tone as its audio track (none when audio_seconds is None)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
@@ -36,7 +42,9 @@ def write_video(path: Path, fps: Fraction, n_frames: int, audio_seconds: float |
             data = (samples * 32767).astype(np.int16)[None] if fmt == "s16" else samples[None]
             step = 1024
             for start in range(0, data.shape[1], step):
-                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, start : start + step]), format=fmt, layout="mono")
+                chunk = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(data[:, start : start + step]), format=fmt, layout="mono"
+                )
                 chunk.sample_rate = 16000
                 chunk.pts = start
                 for packet in audio.encode(chunk):
@@ -114,6 +122,12 @@ def make_system(model: str, params: dict, window: int = 100, stride: int = 60, f
     from vapipe.specs import SystemSpec, TrainSpec
     from vapipe.training.system import create_system
 
-    spec = SystemSpec(model=model, features=tuple(features), window=window, stride=stride, params=params,
-                      train=TrainSpec(**{"device": "cpu", **train}))
+    spec = SystemSpec(
+        model=model,
+        features=tuple(features),
+        window=window,
+        stride=stride,
+        params=params,
+        train=TrainSpec(**{"device": "cpu", **train}),
+    )
     return create_system(spec)

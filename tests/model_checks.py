@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def learns_a_function_of(model: torch.nn.Module, x: dict[str, torch.Tensor], visual: str, audio: str,
-                         steps: int = 30, lr: float = 1e-2) -> tuple[float, float]:
+def learns_a_function_of(
+    model: torch.nn.Module, x: dict[str, torch.Tensor], visual: str, audio: str, steps: int = 30, lr: float = 1e-2
+) -> tuple[float, float]:
     """(final MSE, target variance) after `steps` Adam steps on tanh of sums/differences of both inputs."""
     face, voice = x[visual], x[audio]
     target = torch.tanh(torch.stack([face[..., 0] + voice[..., 0], face[..., 1] - voice[..., 1]], dim=-1))

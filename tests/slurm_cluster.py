@@ -52,8 +52,13 @@ def install() -> None:
     """Install Debian's SLURM, munge and the accounting daemon with its database (needs root and apt)."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
-                   check=True, env=env, capture_output=True, timeout=900)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=900,
+    )
 
 
 def munge_works() -> bool:
@@ -133,7 +138,9 @@ class LocalCluster:
             f"PartitionName={PARTITION} Nodes=ALL MaxTime=INFINITE State=UP\n"
         )
         # SLURM drops a GPU without a device file: character devices that every machine has stand in.
-        (etc / "gres.conf").write_text(f"NodeName={self.host} Name=gpu File={','.join(FAKE_GPU_DEVICES[:self.gpus])}\n")
+        (etc / "gres.conf").write_text(
+            f"NodeName={self.host} Name=gpu File={','.join(FAKE_GPU_DEVICES[: self.gpus])}\n"
+        )
         dbd = etc / "slurmdbd.conf"
         dbd.write_text(
             "AuthType=auth/munge\n"
@@ -152,8 +159,9 @@ class LocalCluster:
 
     def _spawn(self, name: str, command: list[str], **kwargs) -> None:
         log = open(self.root / "log" / f"{name}.out", "ab")
-        self.processes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
+        self.processes[name] = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs
+        )
         log.close()
 
     def _wait(self, what: str, ready, timeout: float = 60) -> None:
@@ -161,8 +169,9 @@ class LocalCluster:
         while not ready():
             for name, process in self.processes.items():
                 if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {process.returncode} while waiting for {what}; "
-                                       f"see {self.root / 'log'}")
+                    raise RuntimeError(
+                        f"{name} exited with {process.returncode} while waiting for {what}; see {self.root / 'log'}"
+                    )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"timed out waiting for {what}; see {self.root / 'log'}")
             time.sleep(0.3)
@@ -190,27 +199,63 @@ class LocalCluster:
         # SLURM's clients reach munged at its default socket only; a munged already serving it is used as is.
         if not munge_works():
             munge = self.root / "munge"
-            self._spawn("munged", [_program("munged"), "--foreground", "--force", f"--pid-file={munge / 'munged.pid'}",
-                                   f"--log-file={munge / 'munged.log'}", f"--seed-file={munge / 'munged.seed'}"],
-                        user="munge", group="munge")
+            self._spawn(
+                "munged",
+                [
+                    _program("munged"),
+                    "--foreground",
+                    "--force",
+                    f"--pid-file={munge / 'munged.pid'}",
+                    f"--log-file={munge / 'munged.log'}",
+                    f"--seed-file={munge / 'munged.seed'}",
+                ],
+                user="munge",
+                group="munge",
+            )
             self._wait("munged", munge_works)
 
         mysql, mysql_socket = self.root / "mysql", self.root / "mysqld.sock"
-        subprocess.run([_program("mariadb-install-db"), "--no-defaults", f"--datadir={mysql}", "--user=root",
-                        "--auth-root-authentication-method=socket", "--skip-test-db"],
-                       check=True, capture_output=True, timeout=300)
-        self._spawn("mariadbd", [_program("mariadbd"), "--no-defaults", "--user=root", f"--datadir={mysql}",
-                                 f"--socket={mysql_socket}", "--skip-networking",
-                                 f"--pid-file={self.root / 'mariadbd.pid'}"])
+        subprocess.run(
+            [
+                _program("mariadb-install-db"),
+                "--no-defaults",
+                f"--datadir={mysql}",
+                "--user=root",
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        self._spawn(
+            "mariadbd",
+            [
+                _program("mariadbd"),
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={mysql}",
+                f"--socket={mysql_socket}",
+                "--skip-networking",
+                f"--pid-file={self.root / 'mariadbd.pid'}",
+            ],
+        )
         self._wait("MariaDB", mysql_socket.exists)
 
         # slurmdbd logs in to MariaDB as root through the socket (unix_socket authentication).
         self._spawn("slurmdbd", [_program("slurmdbd"), "-D"], env={**self.env, "MYSQL_UNIX_PORT": str(mysql_socket)})
-        self._wait("slurmdbd", lambda: self._ok("sacctmgr", "-i", "add", "cluster", CLUSTER_NAME)
-                   or CLUSTER_NAME in self._out("sacctmgr", "-n", "-P", "list", "cluster", "format=cluster"))
+        self._wait(
+            "slurmdbd",
+            lambda: (
+                self._ok("sacctmgr", "-i", "add", "cluster", CLUSTER_NAME)
+                or CLUSTER_NAME in self._out("sacctmgr", "-n", "-P", "list", "cluster", "format=cluster")
+            ),
+        )
         user = pwd.getpwuid(os.getuid()).pw_name
-        for command in (["add", "account", ACCOUNT, f"cluster={CLUSTER_NAME}"],
-                        ["add", "user", user, f"account={ACCOUNT}", f"cluster={CLUSTER_NAME}"]):
+        for command in (
+            ["add", "account", ACCOUNT, f"cluster={CLUSTER_NAME}"],
+            ["add", "user", user, f"account={ACCOUNT}", f"cluster={CLUSTER_NAME}"],
+        ):
             subprocess.run(["sacctmgr", "-i", *command], check=True, capture_output=True, env=self.env, timeout=60)
 
         self._spawn("slurmctld", [_program("slurmctld"), "-D", "-c"], env=self.env)
@@ -226,8 +271,12 @@ class LocalCluster:
         """Cancel every job and wait until the queue is empty."""
         if "slurmctld" not in self.processes:
             return
-        subprocess.run(["scancel", "--full", "--user", pwd.getpwuid(os.getuid()).pw_name],
-                       capture_output=True, env=self.env, timeout=30)
+        subprocess.run(
+            ["scancel", "--full", "--user", pwd.getpwuid(os.getuid()).pw_name],
+            capture_output=True,
+            env=self.env,
+            timeout=30,
+        )
         deadline = time.monotonic() + timeout
         while self._out("squeue", "-h", "-o", "%i").strip() and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -257,7 +306,7 @@ class LocalCluster:
                 folder.rmdir()
         self.made = []
 
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         try:
             self.start()
         except BaseException:
@@ -286,15 +335,21 @@ def _main(argv: list[str]) -> int:
             cluster.stop()
             raise
         # The daemons outlive this command: `stop` finds them by the ids recorded here.
-        (root / "daemons.json").write_text(json.dumps({"pids": {n: p.pid for n, p in cluster.processes.items()},
-                                                       "made": [str(f) for f in cluster.made]}))
+        (root / "daemons.json").write_text(
+            json.dumps(
+                {"pids": {n: p.pid for n, p in cluster.processes.items()}, "made": [str(f) for f in cluster.made]}
+            )
+        )
         print(f"export SLURM_CONF={cluster.conf}")
         return 0
     started = json.loads((root / "daemons.json").read_text())
     pids = started["pids"]
-    subprocess.run(["scancel", "--full", "--user", pwd.getpwuid(os.getuid()).pw_name],
-                   capture_output=True, env={**os.environ, "SLURM_CONF": str(root / "etc/slurm.conf")})
-    for name, pid in reversed(list(pids.items())):
+    subprocess.run(
+        ["scancel", "--full", "--user", pwd.getpwuid(os.getuid()).pw_name],
+        capture_output=True,
+        env={**os.environ, "SLURM_CONF": str(root / "etc/slurm.conf")},
+    )
+    for pid in reversed(list(pids.values())):
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:

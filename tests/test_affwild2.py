@@ -2,8 +2,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
 from conftest import mini_dataset_config, write_labels, write_video
+
 from vapipe.data.affwild2 import (
     DatasetError,
     base_video,

@@ -24,7 +24,6 @@ def test_pooling_averages_the_native_frames_inside_each_video_frame():
         assert starts[i] <= pooled[i, 0] < ends[i]  # the right time, not shifted by 30 vs 29.97
 
 
-
 def test_rows_beyond_the_audio_repeat_the_last_frame_and_are_invalid():
     centres = native_frame_centres(50, 320, 400, 16000)  # 1 s of audio
     native = np.arange(50, dtype=float)[:, None]

@@ -45,15 +45,28 @@ def test_logmel_native_frames_and_rows_see_the_burst_exactly_where_it_is():
     assert valid.all()
 
 
-TINY_AST = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-            "max_length": 64, "num_mel_bins": 32, "time_stride": 16, "frequency_stride": 16}
+TINY_AST = {
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_length": 64,
+    "num_mel_bins": 32,
+    "time_stride": 16,
+    "frequency_stride": 16,
+}
 
 WINDOWED = {
     "vggish": ({"kind": "vggish", "id": "vggish"}, lambda b: 0.4875),
     "spectrogram_cnn": (
         # timm zero-inits each block's last BN: a random ResNet would be little more than shortcuts.
-        {"kind": "spectrogram_cnn", "id": "resnet18", "n_mels": 32, "window_seconds": 0.5,
-         "model_args": {"zero_init_last": False}},
+        {
+            "kind": "spectrogram_cnn",
+            "id": "resnet18",
+            "n_mels": 32,
+            "window_seconds": 0.5,
+            "model_args": {"zero_init_last": False},
+        },
         lambda b: (b.length - 1) / 2 * 0.01 + 0.0125,
     ),
     "ast": ({"kind": "ast", "id": "ast", "config": TINY_AST}, lambda b: b.window / 2 / RATE),

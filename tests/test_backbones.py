@@ -7,8 +7,13 @@ import torch
 from vapipe.features.backbones import create_backbone
 
 TINY_WAVLM = {
-    "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-    "conv_dim": [16] * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2,
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": [16] * 7,
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
 }
 
 
@@ -37,8 +42,13 @@ def test_hf_audio_backbone_loads_a_saved_model_dir(tmp_path):
 
     model = AutoModel.from_config(AutoConfig.for_model("wavlm", **TINY_WAVLM)).eval()
     model.save_pretrained(tmp_path / "wavlm")
-    spec = {"kind": "hf_audio", "id": "microsoft/wavlm-base-plus", "weights": str(tmp_path / "wavlm"),
-            "input": "mixture", "normalize": False}
+    spec = {
+        "kind": "hf_audio",
+        "id": "microsoft/wavlm-base-plus",
+        "weights": str(tmp_path / "wavlm"),
+        "input": "mixture",
+        "normalize": False,
+    }
     backbone = create_backbone("voice", spec)
     wave = np.random.default_rng(0).normal(size=16000).astype(np.float32)
     features, centres = backbone.embed_waveform(wave)
@@ -50,8 +60,14 @@ def test_hf_audio_backbone_loads_a_saved_model_dir(tmp_path):
 
 
 def test_long_audio_is_chunked_with_absolute_times():
-    spec = {"kind": "hf_audio", "id": "x", "architecture": "wavlm", "config": TINY_WAVLM,
-            "input": "mixture", "chunk_seconds": 1.0}
+    spec = {
+        "kind": "hf_audio",
+        "id": "x",
+        "architecture": "wavlm",
+        "config": TINY_WAVLM,
+        "input": "mixture",
+        "chunk_seconds": 1.0,
+    }
     backbone = create_backbone("voice", spec)
     features, centres = backbone.embed_waveform(np.zeros(16000 * 3 + 100, np.float32))
     assert len(features) == len(centres) == 3 * 49
@@ -88,8 +104,13 @@ def test_vit_takes_112px_crops_resized_to_its_input_size_with_its_mean_and_std(t
     reference = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0, **TINY_VIT).eval()
     weights = tmp_path / "vit.pth"
     torch.save(reference.state_dict(), weights)
-    spec = {"kind": "timm", "id": "vit_base_patch16_224", "weights": str(weights), "model_args": TINY_VIT,
-            "input": "face"}
+    spec = {
+        "kind": "timm",
+        "id": "vit_base_patch16_224",
+        "weights": str(weights),
+        "model_args": TINY_VIT,
+        "input": "face",
+    }
     backbone = create_backbone("face_vit", spec)
     assert backbone.image_size == 224 and backbone.interpolation == "bicubic"
     white = torch.full((2, 112, 112, 3), 255, dtype=torch.uint8)
@@ -120,14 +141,29 @@ def test_efficientnet_b1_uses_its_own_data_config():
 
 # --- hf_clip_vision ------------------------------------------------------------------------------
 
+
 def tiny_clip(tmp_path, image_size=32):
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
     config = CLIPConfig(
-        text_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-                     "vocab_size": 100, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1},
-        vision_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "intermediate_size": 64, "image_size": image_size, "patch_size": 16},
+        text_config={
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "vocab_size": 100,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 1,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "image_size": image_size,
+            "patch_size": 16,
+        },
         projection_dim=16,
     )
     model = CLIPModel(config).eval()
@@ -142,8 +178,12 @@ def test_clip_image_tower_loads_from_a_saved_whole_clip_checkpoint(tmp_path):
     from PIL import Image
 
     model, processor = tiny_clip(tmp_path)
-    spec = {"kind": "hf_clip_vision", "id": "openai/clip-vit-base-patch16", "weights": str(tmp_path / "clip"),
-            "input": "face"}
+    spec = {
+        "kind": "hf_clip_vision",
+        "id": "openai/clip-vit-base-patch16",
+        "weights": str(tmp_path / "clip"),
+        "input": "face",
+    }
     backbone = create_backbone("face_clip", spec)
     assert backbone.dim == 16  # the checkpoint's projection width, not the vision config's default
     crops = torch.randint(0, 255, (3, 32, 32, 3), dtype=torch.uint8)
@@ -157,9 +197,20 @@ def test_clip_image_tower_loads_from_a_saved_whole_clip_checkpoint(tmp_path):
 
 
 def test_clip_resizes_112px_crops_to_the_model_size():
-    spec = {"kind": "hf_clip_vision", "id": "openai/clip-vit-base-patch16", "input": "face",
-            "config": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "intermediate_size": 64, "image_size": 48, "patch_size": 16, "projection_dim": 8}}
+    spec = {
+        "kind": "hf_clip_vision",
+        "id": "openai/clip-vit-base-patch16",
+        "input": "face",
+        "config": {
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "image_size": 48,
+            "patch_size": 16,
+            "projection_dim": 8,
+        },
+    }
     backbone = create_backbone("face_clip", spec)
     crops = torch.randint(0, 255, (2, 112, 112, 3), dtype=torch.uint8)
     assert backbone.preprocess(crops).shape == (2, 3, 48, 48)
@@ -167,6 +218,7 @@ def test_clip_resizes_112px_crops_to_the_model_size():
 
 
 # --- onnx ------------------------------------------------------------------------------------------
+
 
 class TinyFaceNet(torch.nn.Module):
     """Stands in for IResNet-50: NCHW float in, a flat embedding out."""
@@ -186,8 +238,13 @@ class TinyFaceNet(torch.nn.Module):
 def export_onnx(model, path, shape, dynamic_batch=True):
     model.eval()
     torch.onnx.export(
-        model, (torch.zeros(*shape),), str(path), input_names=["input.1"], output_names=["embedding"],
-        dynamic_axes={"input.1": {0: "batch"}} if dynamic_batch else None, dynamo=False,
+        model,
+        (torch.zeros(*shape),),
+        str(path),
+        input_names=["input.1"],
+        output_names=["embedding"],
+        dynamic_axes={"input.1": {0: "batch"}} if dynamic_batch else None,
+        dynamo=False,
     )
 
 
@@ -195,8 +252,13 @@ def test_onnx_face_model_runs_with_arcface_normalisation(tmp_path):
     pytest.importorskip("onnx")  # torch.onnx.export needs it (test extra)
     net = TinyFaceNet()
     export_onnx(net, tmp_path / "face.onnx", (1, 3, 112, 112))
-    spec = {"kind": "onnx", "id": "iresnet50_arcface", "pretrained": True, "weights": str(tmp_path / "face.onnx"),
-            "input": "face"}
+    spec = {
+        "kind": "onnx",
+        "id": "iresnet50_arcface",
+        "pretrained": True,
+        "weights": str(tmp_path / "face.onnx"),
+        "input": "face",
+    }
     backbone = create_backbone("face_arcface", spec)
     assert backbone.dim == 6 and backbone.fixed_batch is None
     crops = torch.randint(0, 255, (5, 112, 112, 3), dtype=torch.uint8)
@@ -210,8 +272,17 @@ def test_onnx_layout_channel_order_and_fixed_batch_come_from_the_spec(tmp_path):
     pytest.importorskip("onnx")
     net = TinyFaceNet(channels_last=True)
     export_onnx(net, tmp_path / "nhwc.onnx", (1, 64, 64, 3), dynamic_batch=False)
-    spec = {"kind": "onnx", "id": "x", "weights": str(tmp_path / "nhwc.onnx"), "input": "face", "input_size": 64,
-            "layout": "NHWC", "channel_order": "BGR", "mean": [0.0, 0.0, 0.0], "std": 255.0}
+    spec = {
+        "kind": "onnx",
+        "id": "x",
+        "weights": str(tmp_path / "nhwc.onnx"),
+        "input": "face",
+        "input_size": 64,
+        "layout": "NHWC",
+        "channel_order": "BGR",
+        "mean": [0.0, 0.0, 0.0],
+        "std": 255.0,
+    }
     backbone = create_backbone("face_onnx", spec)
     assert backbone.fixed_batch == 1
     crops = torch.randint(0, 255, (3, 112, 112, 3), dtype=torch.uint8)
@@ -230,13 +301,21 @@ def test_onnx_without_a_file_says_so():
 
 # --- torchvision_video: R3D-18 ---------------------------------------------------------------------
 
+
 def test_r3d_loads_a_local_state_dict_and_uses_kinetics_normalisation(tmp_path):
     from torchvision.models.video import r3d_18
 
     reference = r3d_18(weights=None).eval()
     torch.save(reference.state_dict(), tmp_path / "r3d.pth")
-    spec = {"kind": "torchvision_video", "id": "r3d_18", "pretrained": True, "weights": str(tmp_path / "r3d.pth"),
-            "input": "face", "clip_length": 4, "image_size": 32}
+    spec = {
+        "kind": "torchvision_video",
+        "id": "r3d_18",
+        "pretrained": True,
+        "weights": str(tmp_path / "r3d.pth"),
+        "input": "face",
+        "clip_length": 4,
+        "image_size": 32,
+    }
     backbone = create_backbone("face_r3d", spec)
     assert backbone.dim == 512 and backbone.clip_length == 4
     np.testing.assert_allclose(backbone.mean.flatten().numpy(), [0.43216, 0.394666, 0.37645], rtol=1e-5)
@@ -251,6 +330,7 @@ def test_r3d_loads_a_local_state_dict_and_uses_kinetics_normalisation(tmp_path):
 
 # --- hf_audio: PDEM (wav2vec2-large-robust with a custom head) ---------------------------------------
 
+
 def test_pdem_checkpoint_with_a_custom_head_loads_its_encoder(tmp_path):
     from transformers import Wav2Vec2Config, Wav2Vec2Model, Wav2Vec2PreTrainedModel
 
@@ -264,12 +344,20 @@ def test_pdem_checkpoint_with_a_custom_head_loads_its_encoder(tmp_path):
             self.post_init()
 
     # wav2vec2-large-robust's layout: stable layer norm, layer-normed conv front end.
-    config = Wav2Vec2Config(**TINY_WAVLM, do_stable_layer_norm=True, feat_extract_norm="layer",
-                            architectures=["Wav2Vec2ForSpeechClassification"])
+    config = Wav2Vec2Config(
+        **TINY_WAVLM,
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+        architectures=["Wav2Vec2ForSpeechClassification"],
+    )
     pdem = Wav2Vec2ForSpeechClassification(config).eval()
     pdem.save_pretrained(tmp_path / "pdem")
-    spec = {"kind": "hf_audio", "id": "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim",
-            "weights": str(tmp_path / "pdem"), "input": "mixture"}
+    spec = {
+        "kind": "hf_audio",
+        "id": "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim",
+        "weights": str(tmp_path / "pdem"),
+        "input": "mixture",
+    }
     backbone = create_backbone("voice_pdem", spec)
     assert type(backbone.model).__name__ == "Wav2Vec2Model"
     wave = np.random.default_rng(1).normal(size=8000).astype(np.float32)
@@ -283,8 +371,16 @@ def test_pdem_checkpoint_with_a_custom_head_loads_its_encoder(tmp_path):
 
 # --- ast ---------------------------------------------------------------------------------------------
 
-TINY_AST = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-            "max_length": 64, "num_mel_bins": 32, "time_stride": 16, "frequency_stride": 16}
+TINY_AST = {
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_length": 64,
+    "num_mel_bins": 32,
+    "time_stride": 16,
+    "frequency_stride": 16,
+}
 
 
 def test_ast_loads_a_saved_classifier_checkpoint_and_times_windows_by_their_centre(tmp_path):
@@ -294,8 +390,13 @@ def test_ast_loads_a_saved_classifier_checkpoint_and_times_windows_by_their_cent
     extractor = ASTFeatureExtractor(max_length=64, num_mel_bins=32)
     model.save_pretrained(tmp_path / "ast")
     extractor.save_pretrained(tmp_path / "ast")
-    spec = {"kind": "ast", "id": "MIT/ast-finetuned-audioset-10-10-0.4593", "weights": str(tmp_path / "ast"),
-            "input": "mixture", "hop_seconds": 0.5}
+    spec = {
+        "kind": "ast",
+        "id": "MIT/ast-finetuned-audioset-10-10-0.4593",
+        "weights": str(tmp_path / "ast"),
+        "input": "mixture",
+        "hop_seconds": 0.5,
+    }
     backbone = create_backbone("voice_ast", spec)
     assert backbone.window == 400 + 160 * 63  # exactly max_length fbank frames
     wave = np.random.default_rng(2).normal(scale=0.1, size=32000).astype(np.float32)
@@ -313,14 +414,21 @@ def test_ast_loads_a_saved_classifier_checkpoint_and_times_windows_by_their_cent
 
 # --- vggish ------------------------------------------------------------------------------------------
 
+
 def test_vggish_loads_local_weights_and_matches_torchvggish_examples(tmp_path):
     from torchvggish import torchvggish as tv
     from torchvggish import vggish_input
 
     reference = tv.VGG(tv.make_layers(), postprocess=False).eval()
     torch.save(reference.state_dict(), tmp_path / "vggish.pth")
-    spec = {"kind": "vggish", "id": "vggish", "pretrained": True, "weights": str(tmp_path / "vggish.pth"),
-            "input": "mixture", "hop_seconds": 0.96}
+    spec = {
+        "kind": "vggish",
+        "id": "vggish",
+        "pretrained": True,
+        "weights": str(tmp_path / "vggish.pth"),
+        "input": "mixture",
+        "hop_seconds": 0.96,
+    }
     backbone = create_backbone("voice_vggish", spec)
     wave = (0.1 * np.sin(2 * np.pi * 440 * np.arange(48000) / 16000)).astype(np.float32)
     wave[20000:26000] = 0.0
@@ -338,6 +446,7 @@ def test_vggish_loads_local_weights_and_matches_torchvggish_examples(tmp_path):
 
 # --- logmel, spectrogram_cnn, opensmile --------------------------------------------------------------
 
+
 def test_logmel_frames_are_centred_at_multiples_of_the_hop():
     backbone = create_backbone("voice_logmel", {"kind": "logmel", "id": "logmel", "input": "mixture"})
     features, centres = backbone.embed_waveform(np.zeros(16000, np.float32))
@@ -352,8 +461,15 @@ def test_spectrogram_resnet18_loads_local_weights_with_one_input_channel(tmp_pat
 
     reference = timm.create_model("resnet18", pretrained=False, num_classes=0, in_chans=1).eval()
     torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
-    spec = {"kind": "spectrogram_cnn", "id": "resnet18", "weights": str(tmp_path / "resnet18.pth"),
-            "input": "mixture", "n_mels": 32, "window_seconds": 0.5, "hop_seconds": 0.25}
+    spec = {
+        "kind": "spectrogram_cnn",
+        "id": "resnet18",
+        "weights": str(tmp_path / "resnet18.pth"),
+        "input": "mixture",
+        "n_mels": 32,
+        "window_seconds": 0.5,
+        "hop_seconds": 0.25,
+    }
     backbone = create_backbone("voice_resnet", spec)
     wave = np.random.default_rng(3).normal(scale=0.1, size=16000).astype(np.float32)
     features, centres = backbone.embed_waveform(wave)
@@ -380,8 +496,8 @@ def test_egemaps_low_level_descriptors_every_10_ms():
 @pytest.mark.parametrize("config", ["config/config.yaml", "config/affwild2.yaml", "config/backbones_all.yaml"])
 def test_every_configured_backbone_uses_only_settings_its_kind_takes(config):
     import yaml
-
     from conftest import REPO
+
     from vapipe.features.backbones import backbone_options
 
     for name, spec in yaml.safe_load((REPO / config).read_text())["backbones"].items():
@@ -390,11 +506,13 @@ def test_every_configured_backbone_uses_only_settings_its_kind_takes(config):
 
 def test_a_misspelt_backbone_setting_stops_the_config_check(tmp_path):
     import yaml
-
     from conftest import REPO
+
     from vapipe.config import ConfigError, check_config
 
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["backbones"]["face_mobilenetv3"]["imagesize"] = 112
-    with pytest.raises(ConfigError, match=r"backbones.face_mobilenetv3.imagesize: unknown key; did you mean 'image_size'\?"):
+    with pytest.raises(
+        ConfigError, match=r"backbones.face_mobilenetv3.imagesize: unknown key; did you mean 'image_size'\?"
+    ):
         check_config(config, ["config/config.yaml"])

@@ -8,12 +8,10 @@ import subprocess
 import sys
 from fractions import Fraction
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import REPO, mini_dataset_config, write_labels, write_video
+
 from vapipe.config import ConfigError, check_config
 from vapipe.data.affwild2 import DatasetError
 from vapipe.data.manifest import DatasetLayout, build_manifest
@@ -137,9 +135,24 @@ def test_config_failing_the_schema_names_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("folds: {k: two}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"), str(bad)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--cores",
+            "1",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config/config.yaml"),
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0
@@ -165,20 +178,41 @@ def test_a_bad_crop_found_during_extraction_skips_only_that_trial(mini_dataset, 
     assert skipped_in_shards([tmp_path / "shard.tsv"]) == {"duo_left"}
 
 
-@pytest.mark.parametrize("override, key, hint", [
-    ("systems: {tcn_av: {train: {learning_rate: 0.1}}}", "systems.tcn_av.train.learning_rate", "lr"),
-    ("backbones: {voice_wavlm: {layr: -2}}", "backbones.voice_wavlm.layr", "layer"),
-    ("systems: {tcn_av: {params: {hiden: 8}}}", "systems.tcn_av.params.hiden", "hidden"),
-    ("fusions: {av: {method: dwf, systems: [tcn_av, sage], folds: [official], pool_sise: 3000}}",
-     "fusions.av.pool_sise", "pool_size"),
-])
+@pytest.mark.parametrize(
+    "override, key, hint",
+    [
+        ("systems: {tcn_av: {train: {learning_rate: 0.1}}}", "systems.tcn_av.train.learning_rate", "lr"),
+        ("backbones: {voice_wavlm: {layr: -2}}", "backbones.voice_wavlm.layr", "layer"),
+        ("systems: {tcn_av: {params: {hiden: 8}}}", "systems.tcn_av.params.hiden", "hidden"),
+        (
+            "fusions: {av: {method: dwf, systems: [tcn_av, sage], folds: [official], pool_sise: 3000}}",
+            "fusions.av.pool_sise",
+            "pool_size",
+        ),
+    ],
+)
 def test_a_typo_anywhere_stops_the_dry_run_naming_the_key_and_the_closest_one(tmp_path, override, key, hint):
     typo = tmp_path / "typo.yaml"
     typo.write_text(override + "\n")
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"), str(typo)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--cores",
+            "1",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config/config.yaml"),
+            str(typo),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     lines = [line for line in (result.stdout + result.stderr).splitlines() if key in line]

@@ -74,8 +74,14 @@ def test_spec_from_dict_and_validation() -> None:
 
 
 def test_layout(root: Path) -> None:
-    for sub in ("videos/batch1", "videos/batch2", "cropped_aligned", "cropped_aligned_new_50_vids",
-                ANNOTATIONS / "Train_Set", ANNOTATIONS / "Validation_Set"):
+    for sub in (
+        "videos/batch1",
+        "videos/batch2",
+        "cropped_aligned",
+        "cropped_aligned_new_50_vids",
+        ANNOTATIONS / "Train_Set",
+        ANNOTATIONS / "Validation_Set",
+    ):
         assert (root / sub).is_dir(), sub
     assert "seed 3" in (root / "README.txt").read_text()
     rows = splits(root)
@@ -163,7 +169,7 @@ def test_names_do_not_give_the_rate(root: Path) -> None:
 
 
 def test_ground_truth_signals(root: Path) -> None:
-    for trial, video, _ in splits(root):
+    for trial, _video, _ in splits(root):
         gt = truth(root, trial)
         n = int(gt["n_frames"])
         assert gt["fps"].dtype == np.float64 and gt["valence"].dtype == np.float32
@@ -221,8 +227,13 @@ def test_test_list_and_example_submission(root: Path) -> None:
 def test_deterministic_per_seed(root: Path, tmp_path: Path) -> None:
     generate_demo_dataset(tmp_path / "same", SMALL)
     generate_demo_dataset(tmp_path / "other", DemoSpec(**{**SMALL.__dict__, "seed": 4}))
-    for pattern in ("annotations/**/*.txt", "*.txt", "names_of_videos_in_each_test_set/*", "ground_truth/*.tsv",
-                    "cropped_aligned*/*/*.jpg"):
+    for pattern in (
+        "annotations/**/*.txt",
+        "*.txt",
+        "names_of_videos_in_each_test_set/*",
+        "ground_truth/*.tsv",
+        "cropped_aligned*/*/*.jpg",
+    ):
         assert digest(root, pattern) == digest(tmp_path / "same", pattern), pattern
     for path in sorted((root / "ground_truth").glob("*.npz")):
         with np.load(path) as a, np.load(tmp_path / "same" / "ground_truth" / path.name) as b:

@@ -5,9 +5,9 @@ import logging
 import numpy as np
 import pytest
 import torch
+from conftest import mini_dataset_config, write_crops
 from PIL import Image
 
-from conftest import mini_dataset_config, write_crops
 from vapipe.data.manifest import DatasetLayout, build_manifest
 from vapipe.features.backbones import create_backbone
 from vapipe.features.cache import read_extra, read_store, store_path
@@ -55,8 +55,15 @@ def manifest(mini_dataset):
 
 
 def test_flip_caches_the_mirrored_view_beside_the_features(manifest, tmp_path):
-    spec = {"kind": "timm", "id": "mobilenetv3_small_050", "pretrained": False, "input": "face",
-            "image_size": 32, "batch_size": 4, "flip": True}
+    spec = {
+        "kind": "timm",
+        "id": "mobilenetv3_small_050",
+        "pretrained": False,
+        "input": "face",
+        "image_size": 32,
+        "batch_size": 4,
+        "flip": True,
+    }
     summary = extract_shard("face", spec, manifest, 0, 1, tmp_path, {})
     assert (summary["status"] == "computed").all()
     row = manifest.set_index("trial").loc["clipA-60-64x48"]
@@ -64,9 +71,9 @@ def test_flip_caches_the_mirrored_view_beside_the_features(manifest, tmp_path):
     store, flipped = read_store(path), read_extra(path, "features_flipped")
     assert store.attrs["flipped"] is True and flipped.shape == store.features.shape
     backbone = create_backbone("face", spec)
-    crops = torch.from_numpy(np.stack([
-        np.asarray(Image.open(f"{row.crops_dir}/{f:05d}.jpg").convert("RGB")) for f in (1, 2)
-    ]))
+    crops = torch.from_numpy(
+        np.stack([np.asarray(Image.open(f"{row.crops_dir}/{f:05d}.jpg").convert("RGB")) for f in (1, 2)])
+    )
     np.testing.assert_allclose(flipped[:2], backbone.embed(crops.flip(2)), rtol=1e-2, atol=1e-3)
     np.testing.assert_allclose(store.features[:2], backbone.embed(crops), rtol=1e-2, atol=1e-3)
     assert not np.allclose(flipped[:2], store.features[:2], rtol=1e-2, atol=1e-3)
@@ -77,8 +84,18 @@ def test_flip_caches_the_mirrored_view_beside_the_features(manifest, tmp_path):
 
 
 def test_r3d_shard_writes_one_clip_feature_per_row_with_a_crop(manifest, tmp_path, caplog):
-    spec = {"kind": "torchvision_video", "id": "r3d_18", "pretrained": False, "input": "face", "clip_length": 2,
-            "clip_stride": 2, "image_size": 16, "batch_size": 4, "flip": True, "progress_seconds": 0}
+    spec = {
+        "kind": "torchvision_video",
+        "id": "r3d_18",
+        "pretrained": False,
+        "input": "face",
+        "clip_length": 2,
+        "clip_stride": 2,
+        "image_size": 16,
+        "batch_size": 4,
+        "flip": True,
+        "progress_seconds": 0,
+    }
     with caplog.at_level(logging.INFO, logger="vapipe"):
         extract_shard("face_r3d", spec, manifest, 0, 1, tmp_path, {})
     store = read_store(store_path(tmp_path, "face_r3d", "clipA-60-64x48"))
@@ -117,8 +134,10 @@ def test_benchmark_times_every_backbone_over_every_frame(manifest, mini_dataset,
     for video, path in manifest.groupby("video")["video_path"].first().items():
         audio[video] = str(tmp_path / f"{video}.wav")
         extract_audio(path, audio[video])
-    backbones = {"face": {"kind": "timm", "id": "mobilenetv3_small_050", "input": "face", "image_size": 32},
-                 "voice": {"kind": "logmel", "id": "logmel", "input": "mixture", "n_mels": 16}}
+    backbones = {
+        "face": {"kind": "timm", "id": "mobilenetv3_small_050", "input": "face", "image_size": 32},
+        "voice": {"kind": "logmel", "id": "logmel", "input": "mixture", "n_mels": 16},
+    }
     table = benchmark_backbones(backbones, manifest, audio).set_index("backbone")
     assert (table["frames"] == manifest["n_rows"].sum()).all() and (table["frames_per_s"] > 0).all()
     assert table.loc["voice", "dim"] == 16

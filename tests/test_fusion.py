@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO
+
 from vapipe import TARGETS
 from vapipe.errors import InputError
 from vapipe.evaluation.metrics import ccc, va_scores
@@ -50,11 +50,13 @@ def table(trial_frames, values, subset="test"):
     """Per-frame table from [(trial, frame)] and [N, 2] values."""
     trials, frames = zip(*trial_frames)
     values = np.asarray(values, dtype=float)
-    return pd.DataFrame({"trial": trials, "frame": frames, "valence": values[:, 0],
-                         "arousal": values[:, 1], "set": subset})
+    return pd.DataFrame(
+        {"trial": trials, "frame": frames, "valence": values[:, 0], "arousal": values[:, 1], "set": subset}
+    )
 
 
 # --- Dirichlet weighted fusion ---------------------------------------------------------------
+
 
 def test_dirichlet_pool_lies_on_the_simplex_and_follows_the_seed():
     pool = dirichlet_pool(3, 2000, seed=4)
@@ -126,6 +128,7 @@ def test_dwf_refuses_a_pool_below_the_minimum_and_mismatched_shapes():
 
 # --- random-forest stacking ------------------------------------------------------------------
 
+
 def smooth(rng, n, width=25):
     kernel = np.hanning(width) / np.hanning(width).sum()
     return 4 * np.convolve(rng.normal(size=n + width), kernel, mode="same")[width // 2 : width // 2 + n]
@@ -157,13 +160,13 @@ def test_forest_out_of_bag_ccc_is_optimistic_on_smooth_trials_and_grouped_cv_is_
         model = forest.models_[target]
         assert model.oob_score_ == pytest.approx(ccc(model.oob_prediction_, labels[5:, i]))
         # Neighbouring frames leak into the bag: out-of-bag looks good, unseen trials do not.
-        assert forest.fit_scores_[target] > forest.cv_scores_[target] + 0.25, (
-            forest.fit_scores_, forest.cv_scores_)
+        assert forest.fit_scores_[target] > forest.cv_scores_[target] + 0.25, (forest.fit_scores_, forest.cv_scores_)
     assert forest.predict(preds).shape == (len(preds), 2)
 
 
 def test_forest_warm_start_grid_equals_fresh_forests_and_follows_the_seed():
     preds, labels, groups = smooth_trials(n_trials=4, length=150, seed=3)
+
     def fit(grid):
         forest = ForestFusion(seed=1, n_estimators_grid=grid, criteria=("squared_error",))
         return forest.fit(preds, labels, groups)
@@ -177,6 +180,7 @@ def test_forest_warm_start_grid_equals_fresh_forests_and_follows_the_seed():
 
 
 # --- tables and folds ------------------------------------------------------------------------
+
 
 def test_align_matches_rows_by_trial_and_frame_not_by_position():
     a = table([("t1", 1), ("t1", 2), ("t2", 1)], [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]])
@@ -231,8 +235,12 @@ def test_average_folds_and_targetwise_selection():
     mean = average_folds(folds)
     np.testing.assert_allclose(mean["valence"], [0.4, 0.6])
     np.testing.assert_allclose(mean["arousal"], [0.0, 0.0])
-    scores = {"k0": {"valence": 0.3, "arousal": 0.6}, "k1": {"valence": 0.5, "arousal": 0.2},
-              "k2": {"valence": 0.5, "arousal": 0.1}, "kfold_pooled": {"valence": 0.9, "arousal": 0.9}}
+    scores = {
+        "k0": {"valence": 0.3, "arousal": 0.6},
+        "k1": {"valence": 0.5, "arousal": 0.2},
+        "k2": {"valence": 0.5, "arousal": 0.1},
+        "kfold_pooled": {"valence": 0.9, "arousal": 0.9},
+    }
     selected, chosen = targetwise_fold_selection(scores, folds)
     assert chosen == {"valence": "k1", "arousal": "k0"}  # k1 ties k2 on valence and comes first
     np.testing.assert_allclose(selected[["valence", "arousal"]], [[0.4, 1.0], [0.6, 1.0]])
@@ -269,8 +277,11 @@ def synthetic_system_tables(tmp_path, n_trials=8, n_frames=120, seed=0):
         np.savetxt(path, labels[trial], delimiter=",", header="valence,arousal", comments="", fmt="%.5f")
         rows.append({"trial": trial, "annotation_path": str(path), "fps": 30.0, "n_rows": n_frames})
     manifest = pd.DataFrame(rows)
-    heldout = {"official": [f"v{i}" for i in range(4)], "k0": [f"v{i}" for i in range(0, 7, 2)],
-               "k1": [f"v{i}" for i in range(1, 7, 2)]}
+    heldout = {
+        "official": [f"v{i}" for i in range(4)],
+        "k0": [f"v{i}" for i in range(0, 7, 2)],
+        "k1": [f"v{i}" for i in range(1, 7, 2)],
+    }
 
     def table(system, fold):
         parts = []
@@ -280,8 +291,17 @@ def synthetic_system_tables(tmp_path, n_trials=8, n_frames=120, seed=0):
                 continue
             y = labels[trial]
             values = y + 0.1 * rng.standard_normal(y.shape) if system == "good" else rng.uniform(-1, 1, y.shape)
-            parts.append(pd.DataFrame({"trial": trial, "frame": np.arange(1, n_frames + 1),
-                                       "valence": values[:, 0], "arousal": values[:, 1], "set": subset}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "trial": trial,
+                        "frame": np.arange(1, n_frames + 1),
+                        "valence": values[:, 0],
+                        "arousal": values[:, 1],
+                        "set": subset,
+                    }
+                )
+            )
         return pd.concat(parts, ignore_index=True)
 
     upsampled = {s: {f: table(s, f) for f in heldout} for s in ("good", "noise")}
@@ -328,8 +348,9 @@ def trials_with_a_trial_specific_model(n_trials=4, length=80, seed=0):
     groups = np.repeat([f"t{i}" for i in range(n_trials)], length)
     labels = np.tanh(rng.normal(0, 0.8, (len(groups), 2)))
     good = labels + rng.normal(0, 0.3, labels.shape)
-    specific = np.where((groups == "t0")[:, None], labels + rng.normal(0, 0.05, labels.shape),
-                        rng.normal(0, 0.5, labels.shape))
+    specific = np.where(
+        (groups == "t0")[:, None], labels + rng.normal(0, 0.05, labels.shape), rng.normal(0, 0.5, labels.shape)
+    )
     preds = np.stack([good, specific, rng.normal(0, 0.5, labels.shape)], axis=1)
     labels[::17] = -5.0
     return preds, labels, groups
@@ -344,8 +365,15 @@ def test_the_built_in_methods_are_registered_by_name():
     # Defaults live in the constructors only; fusion_options reads them from there.
     assert fusion_options("dwf") == {"pool_size": 2000, "seed": 0, "cv_splits": 5}
     assert fusion_options("random_forest")["min_samples_leaf"] == 1
-    assert set(fusion_options("random_forest")) == {"seed", "n_estimators_grid", "criteria", "cv_splits",
-                                                    "max_samples", "min_samples_leaf", "n_jobs"}
+    assert set(fusion_options("random_forest")) == {
+        "seed",
+        "n_estimators_grid",
+        "criteria",
+        "cv_splits",
+        "max_samples",
+        "min_samples_leaf",
+        "n_jobs",
+    }
 
 
 @pytest.mark.parametrize("method", list_fusions())
@@ -372,8 +400,13 @@ def test_every_registered_method_keeps_the_late_fusion_contract(method, tmp_path
     for trial in np.unique(groups):
         held_out = groups == trial
         without = create_fusion(method, **options).fit(preds[~held_out], labels[~held_out], groups[~held_out])
-        np.testing.assert_allclose(fuser.cv_predictions_[held_out], without.predict(preds[held_out]),
-                                   rtol=1e-10, atol=1e-12, err_msg=f"{method}, trial {trial}")
+        np.testing.assert_allclose(
+            fuser.cv_predictions_[held_out],
+            without.predict(preds[held_out]),
+            rtol=1e-10,
+            atol=1e-12,
+            err_msg=f"{method}, trial {trial}",
+        )
     # ... and the data tell the two apart: the fit on all frames fuses differently.
     assert not np.allclose(fuser.cv_predictions_, fuser.predict(preds))
 
@@ -460,7 +493,7 @@ def readme_fusion_example(text: str) -> str | None:
     start = next((i for i, line in enumerate(lines) if EXAMPLE_MARKER in line), None)
     if start is None:
         return None
-    rest = lines[start + 1:]
+    rest = lines[start + 1 :]
     while rest and not rest[0].strip():
         rest = rest[1:]
     if not rest or rest[0].strip() != "```python":

@@ -19,8 +19,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 STORE_FORMATS = {"vapipe.features", "vapipe.features.cache", "vapipe.features.mask_store"}
-STAGE_2 = ("vapipe.models", "vapipe.training", "vapipe.fusion", "vapipe.post", "vapipe.evaluation",
-           "vapipe.submission")
+STAGE_2 = ("vapipe.models", "vapipe.training", "vapipe.fusion", "vapipe.post", "vapipe.evaluation", "vapipe.submission")
 SHARED = ("vapipe.specs", "vapipe.runtime", "vapipe.errors", "vapipe.data", "vapipe.va_regions", "vapipe.logs")
 
 
@@ -49,7 +48,9 @@ def direct_imports(module: str) -> frozenset[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             names = [base] + [f"{base}.{alias.name}" for alias in node.names]
         for name in names:
             parts = name.split(".")

@@ -21,8 +21,13 @@ def make_cache(root, backbone="face_a", flipped=False) -> dict[str, np.ndarray]:
         values = rng.standard_normal((n, 4)).astype(np.float16).astype(np.float32)
         valid = np.arange(n) != 1
         extra = {"features_flipped": -values} if flipped else None
-        write_store(store_path(root, backbone, trial), values, valid, {"fps": 30.0, "trial": trial,
-                    "fingerprint": "abc", "flipped": flipped}, extra=extra)
+        write_store(
+            store_path(root, backbone, trial),
+            values,
+            valid,
+            {"fps": 30.0, "trial": trial, "fingerprint": "abc", "flipped": flipped},
+            extra=extra,
+        )
         features[trial] = values
     return features
 
@@ -45,9 +50,14 @@ def test_export_then_import_gives_the_same_stores(tmp_path):
     summary = import_shard("face_b", spec(out), trials_table(), tmp_path / "b")
     assert set(summary.status) == {"imported"}
     for trial in ROWS:
-        ours, theirs = read_store(store_path(tmp_path / "b", "face_b", trial)), read_store(store_path(tmp_path / "a", "face_a", trial))
+        ours, theirs = (
+            read_store(store_path(tmp_path / "b", "face_b", trial)),
+            read_store(store_path(tmp_path / "a", "face_a", trial)),
+        )
         assert np.array_equal(ours.features, theirs.features) and np.array_equal(ours.valid, theirs.valid)
-        assert np.array_equal(read_extra(store_path(tmp_path / "b", "face_b", trial), "features_flipped"), -theirs.features)
+        assert np.array_equal(
+            read_extra(store_path(tmp_path / "b", "face_b", trial), "features_flipped"), -theirs.features
+        )
     again = import_shard("face_b", spec(out), trials_table(), tmp_path / "b")
     assert set(again.status) == {"cached"}  # a rerun with the same file writes nothing
 
@@ -92,8 +102,14 @@ def test_an_external_file_without_valid_masks_marks_non_finite_rows_invalid(tmp_
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"video2_left": np.zeros((4, 3), np.float32)}, r"x\.h5: trial 'video2_left' features have shape \(4, 3\), expected 5 rows"),
-        ({"video2_left": np.zeros((5, 2), np.float32)}, r"x\.h5: trial 'video2_left' has 2 features per row, other trials 3"),
+        (
+            {"video2_left": np.zeros((4, 3), np.float32)},
+            r"x\.h5: trial 'video2_left' features have shape \(4, 3\), expected 5 rows",
+        ),
+        (
+            {"video2_left": np.zeros((5, 2), np.float32)},
+            r"x\.h5: trial 'video2_left' has 2 features per row, other trials 3",
+        ),
         ({"video2_left": np.zeros(5, np.float32)}, r"x\.h5: trial 'video2_left' features have shape \(5,\)"),
     ],
 )
@@ -110,7 +126,10 @@ def test_a_missing_trial_fails_or_is_skipped(tmp_path):
         import_shard("face_x", spec(tmp_path / "x.h5"), trials_table(), tmp_path / "b")
     summary = import_shard("face_x", spec(tmp_path / "x.h5"), trials_table(), tmp_path / "c", on_bad_trial="skip")
     assert dict(zip(summary.trial, summary.status)) == {
-        "1-30-640x360": "imported", "video2_left": "imported", "video2_right": "skipped"}
+        "1-30-640x360": "imported",
+        "video2_left": "imported",
+        "video2_right": "skipped",
+    }
 
 
 def test_valid_rows_must_be_finite_and_the_file_must_exist(tmp_path):

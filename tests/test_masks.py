@@ -40,8 +40,10 @@ def demo_masks(tmp_path_factory):
         root, DemoSpec(seed=1, n_videos=3, min_frames=60, max_frames=90, n_test_videos=1, n_validation_videos=1)
     )
     layout = DatasetLayout(
-        root=root, annotations=root / "annotations/VA_Estimation_Challenge",
-        crops=(root / "cropped_aligned", root / "cropped_aligned_new_50_vids"), videos=root / "videos",
+        root=root,
+        annotations=root / "annotations/VA_Estimation_Challenge",
+        crops=(root / "cropped_aligned", root / "cropped_aligned_new_50_vids"),
+        videos=root / "videos",
         test_list=root / "names_of_videos_in_each_test_set/Valence_Arousal_Estimation_Challenge_test_set_release.txt",
         example_submission=root / "CVPR_6th_ABAW_VA_test_set_example.txt",
     )
@@ -222,8 +224,6 @@ print("OFFLINE OK")
 
 def test_silero_and_the_face_mesh_load_with_no_network(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "NO_PROXY": "*"}
-    result = subprocess.run(
-        [sys.executable, "-c", OFFLINE_CHECK], capture_output=True, text=True, env=env, timeout=300
-    )
+    result = subprocess.run([sys.executable, "-c", OFFLINE_CHECK], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OFFLINE OK" in result.stdout

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from vapipe.va_regions import region_centres
 from vapipe.models import MODELS, create_model
 from vapipe.models.dasp import (
     DASP,
@@ -19,6 +18,7 @@ from vapipe.models.dasp import (
 )
 from vapipe.models.tcn import TemporalConvNet
 from vapipe.training.losses import ccc_loss
+from vapipe.va_regions import region_centres
 
 DIMS = {"face_clip": 12, "voice_ast": 6}
 
@@ -37,6 +37,7 @@ def inputs(batch=3, steps=11, seed=0):
 
 
 # --- soft labels and KL --------------------------------------------------------------------------
+
 
 def test_soft_labels_sum_to_one_and_peak_at_the_nearest_centre():
     va = torch.rand(500, 2) * 2 - 1
@@ -83,6 +84,7 @@ def test_auxiliary_loss_is_weighted_kl_over_valid_frames_only():
 
 
 # --- architecture --------------------------------------------------------------------------------
+
 
 def test_modalities_default_to_face_visual_and_can_be_named():
     assert split_modalities(DIMS) == ("face_clip", "voice_ast")
@@ -166,6 +168,7 @@ def test_seeded_construction_is_deterministic():
 
 
 # --- training ------------------------------------------------------------------------------------
+
 
 def synthetic_problem(batch=6, steps=24, seed=0):
     """Labels are a smoothed function of the visual stream plus a little of the audio."""

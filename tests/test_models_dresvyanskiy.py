@@ -14,7 +14,6 @@ from vapipe.models.dresvyanskiy import (
 )
 from vapipe.training.losses import ccc_loss
 
-
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
@@ -23,6 +22,7 @@ def sequence(name, dim, batch=2, steps=9, seed=0):
 
 
 # --- face ----------------------------------------------------------------------------------------
+
 
 def test_face_model_matches_the_paper_and_keeps_length():
     model = create_model("dresvyanskiy_face", {"face_efficientnet_b1": 40}, embed_dim=32).eval()
@@ -62,6 +62,7 @@ def test_positional_encoding_is_vaswanis_sinusoid():
 
 # --- audio ---------------------------------------------------------------------------------------
 
+
 def test_audio_variants_differ_as_the_paper_says():
     dims = {"voice_pdem": 64}
     v1, v2, v3 = (DresvyanskiyAudio(dims, variant=v) for v in ("v1", "v2", "v3"))
@@ -91,9 +92,14 @@ def test_audio_models_keep_length_and_range(variant):
         assert out.shape == (2, steps, 2) and out.abs().max() <= 1.0
 
 
-@pytest.mark.parametrize("name,params", [("dresvyanskiy_face", {"embed_dim": 16}),
-                                         ("dresvyanskiy_audio", {"variant": "v3"}),
-                                         ("dresvyanskiy_audio", {"variant": "v1", "gru_hidden": 16})])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("dresvyanskiy_face", {"embed_dim": 16}),
+        ("dresvyanskiy_audio", {"variant": "v3"}),
+        ("dresvyanskiy_audio", {"variant": "v1", "gru_hidden": 16}),
+    ],
+)
 def test_seeded_models_are_deterministic(name, params):
     x = sequence("feat", 32)
     outs = []
@@ -113,9 +119,14 @@ def synthetic(batch=6, steps=20, dim=16, seed=0):
     return {"feat": x}, torch.tanh(smooth.transpose(1, 2) / 2), torch.ones(batch, steps, dtype=torch.bool)
 
 
-@pytest.mark.parametrize("name,params", [("dresvyanskiy_face", {"embed_dim": 16}),
-                                         ("dresvyanskiy_audio", {"variant": "v1", "gru_hidden": 16}),
-                                         ("dresvyanskiy_audio", {"variant": "v3"})])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("dresvyanskiy_face", {"embed_dim": 16}),
+        ("dresvyanskiy_audio", {"variant": "v1", "gru_hidden": 16}),
+        ("dresvyanskiy_audio", {"variant": "v3"}),
+    ],
+)
 def test_a_few_steps_reduce_the_ccc_loss(name, params):
     torch.manual_seed(0)
     x, labels, mask = synthetic()

@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from model_checks import learns_a_function_of
+
 from vapipe.models import create_model
 from vapipe.models.mstcn import CrossModalAttention, MultiScaleTCN
 

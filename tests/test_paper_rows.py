@@ -82,18 +82,27 @@ def test_materializing_names_what_is_wrong(tmp_path):
     with pytest.raises(ConfigError, match="already used"):
         materialize_rows(config, rows)
     path = tmp_path / "rows.yaml"
-    path.write_text("sage:\n  title: x\n  rows:\n    r1: {table: 1, label: x, paper: {validation: {}}, system: a, fusion: b}\n")
+    path.write_text(
+        "sage:\n  title: x\n  rows:\n    r1: {table: 1, label: x, paper: {validation: {}}, system: a, fusion: b}\n"
+    )
     with pytest.raises(ConfigError, match=f"{path}: sage.rows.r1: give exactly one of 'system' or 'fusion'"):
         load_paper_rows(path)
 
 
 def test_row_scores_pick_the_fold_the_row_reports_or_select_per_target():
-    metrics = pd.DataFrame({
-        "fold": ["official", "k0", "k1", "kfold_pooled"],
-        "valence": [0.5, 0.3, 0.6, 0.4], "arousal": [0.7, 0.8, 0.2, 0.5],
-        "mean": [0.6, 0.55, 0.4, 0.45], "n_frames": [10, 20, 20, 40],
-    })
-    assert row_scores(metrics, "official") == ("official", {"valence": 0.5, "arousal": 0.7, "mean": 0.6, "n_frames": 10})
+    metrics = pd.DataFrame(
+        {
+            "fold": ["official", "k0", "k1", "kfold_pooled"],
+            "valence": [0.5, 0.3, 0.6, 0.4],
+            "arousal": [0.7, 0.8, 0.2, 0.5],
+            "mean": [0.6, 0.55, 0.4, 0.45],
+            "n_frames": [10, 20, 20, 40],
+        }
+    )
+    assert row_scores(metrics, "official") == (
+        "official",
+        {"valence": 0.5, "arousal": 0.7, "mean": 0.6, "n_frames": 10},
+    )
     assert row_scores(metrics, None)[0] == "official"
     what, scores = row_scores(metrics, "targetwise")
     assert "valence k1, arousal k0" in what
@@ -109,8 +118,15 @@ def test_a_paper_table_sets_ours_beside_the_paper_and_names_data_weights_and_sta
     config["systems"].update(systems)
     config["fusions"] = fusions
     row = papers["dresvyanskiy"]["rows"]["t5_system4"]
-    metrics = pd.DataFrame({"fold": ["out_of_bag", "grouped_cv", "grouped_cv_smoothed"], "valence": [0.9, 0.5, 0.52],
-                            "arousal": [0.8, 0.4, 0.41], "mean": [0.85, 0.45, 0.465], "n_frames": [100, 100, 100]})
+    metrics = pd.DataFrame(
+        {
+            "fold": ["out_of_bag", "grouped_cv", "grouped_cv_smoothed"],
+            "valence": [0.9, 0.5, 0.52],
+            "arousal": [0.8, 0.4, 0.41],
+            "mean": [0.85, 0.45, 0.465],
+            "n_frames": [100, 100, 100],
+        }
+    )
     record = row_record("dresvyanskiy", "t5_system4", row, config, metrics)
     assert record["scored_on"] == "grouped_cv_smoothed" and record["ours_mean"] == 0.465
     assert record["paper_development_mean"] == 0.763 and record["paper_test_mean"] == 0.4324
@@ -127,5 +143,9 @@ def test_markdown_tables_become_html_pages_the_report_can_show():
     assert "<h1>T &lt;1&gt;</h1>" in page and "<p>note</p>" in page
     assert "<tr><th>a</th><th>b</th></tr>" in page and "<tr><td>1</td><td>x &amp; y</td></tr>" in page
     assert "---" not in page
-    metrics = pd.DataFrame({"fold": ["official"], "valence": [0.5], "arousal": [0.25], "mean": [0.375], "n_frames": [10]})
-    assert "<td>sys</td><td>official</td><td>0.500</td><td>0.250</td><td>0.375</td><td>10</td>" in metrics_page({"sys": metrics})
+    metrics = pd.DataFrame(
+        {"fold": ["official"], "valence": [0.5], "arousal": [0.25], "mean": [0.375], "n_frames": [10]}
+    )
+    assert "<td>sys</td><td>official</td><td>0.500</td><td>0.250</td><td>0.375</td><td>10</td>" in metrics_page(
+        {"sys": metrics}
+    )

@@ -50,10 +50,13 @@ def test_postprocess_fills_every_row_from_low_rate_outputs():
 def test_smoothing_the_upsampled_table_equals_postprocessing_in_one_step():
     manifest = pd.DataFrame({"trial": ["a", "b"], "n_rows": [61, 45], "fps": [30.0, 25.0]})
     rng = np.random.default_rng(0)
-    raw = pd.concat([
-        pd.DataFrame({"trial": t, "time": np.arange(0, n / fps, 0.2), "set": "heldout"})
-        for t, n, fps in [("a", 61, 30.0), ("b", 45, 25.0)]
-    ], ignore_index=True)
+    raw = pd.concat(
+        [
+            pd.DataFrame({"trial": t, "time": np.arange(0, n / fps, 0.2), "set": "heldout"})
+            for t, n, fps in [("a", 61, 30.0), ("b", 45, 25.0)]
+        ],
+        ignore_index=True,
+    )
     raw["valence"], raw["arousal"] = rng.uniform(-1, 1, (2, len(raw)))
     upsampled = postprocess_predictions(raw, manifest, smoothing_seconds=0.0)
     direct = postprocess_predictions(raw, manifest, smoothing_seconds=0.5)

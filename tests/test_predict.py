@@ -13,11 +13,10 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
+from conftest import REPO
 from PIL import Image
 
-from conftest import REPO
 from vapipe.cli import main
 from vapipe.data.affwild2 import probe_video
 from vapipe.features.backbones import create_backbone
@@ -57,13 +56,20 @@ def trained_results(tmp_path_factory) -> Path:
         backbones = {b: spec.backbones[b].to_dict() for b in system.features}
         dims = {b: create_backbone(b, backbones[b]).dim for b in system.features}
         trials = [
-            TrialData(f"t{i}", 25.0, {n: rng.normal(size=(120, d)).astype(np.float32) for n, d in dims.items()},
-                      {n: np.ones(120, bool) for n in dims}, rng.uniform(-0.5, 0.5, (120, 2)).astype(np.float32))
+            TrialData(
+                f"t{i}",
+                25.0,
+                {n: rng.normal(size=(120, d)).astype(np.float32) for n, d in dims.items()},
+                {n: np.ones(120, bool) for n in dims},
+                rng.uniform(-0.5, 0.5, (120, 2)).astype(np.float32),
+            )
             for i in range(4)
         ]
         fitted = create_system(system).fit(trials[:3], validation=trials[3:])
-        fitted.save(results / "models" / name / "k0", {"system": name, "fold": "k0", "backbones": backbones,
-                                                     "postprocess": {"smoothing_seconds": 0.5}})
+        fitted.save(
+            results / "models" / name / "k0",
+            {"system": name, "fold": "k0", "backbones": backbones, "postprocess": {"smoothing_seconds": 0.5}},
+        )
     prototypes.unlink()  # a DASP checkpoint needs nothing but its own folder
     return results
 
@@ -111,11 +117,27 @@ def photo_video(path: Path, speech: np.ndarray, fps: int = 25, blank=range(30, 3
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs Debian's espeak-ng (.ci/run installs it)")
 def test_predict_on_a_real_photo_with_synthesized_speech(trained_results, tmp_path, capsys):
-    speech = speech_wav(tmp_path / "speech.wav", "Hello there. I am very pleased to see you today, this is wonderful news.")
+    speech = speech_wav(
+        tmp_path / "speech.wav", "Hello there. I am very pleased to see you today, this is wonderful news."
+    )
     video = tmp_path / "astronaut.mp4"
     photo_video(video, speech)
     n_frames = probe_video(video).n_frames
-    assert main(["predict", str(video), "--system", SYSTEM, "--results", str(trained_results), "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(video),
+                "--system",
+                SYSTEM,
+                "--results",
+                str(trained_results),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(tmp_path / "out.va.csv")
     assert list(table.columns) == ["frame", "time", "valence", "arousal", "face"]
     assert len(table) == n_frames and table["frame"].tolist() == list(range(1, n_frames + 1))
@@ -132,25 +154,29 @@ def demo_video(tmp_path_factory) -> Path:
     from vapipe.data.demo import DemoSpec, generate_demo_dataset
 
     root = tmp_path_factory.mktemp("demo")
-    generate_demo_dataset(root / "demo", DemoSpec(seed=5, n_videos=3, min_frames=40, max_frames=50,
-                                                  n_test_videos=1, n_validation_videos=1))
+    generate_demo_dataset(
+        root / "demo",
+        DemoSpec(seed=5, n_videos=3, min_frames=40, max_frames=50, n_test_videos=1, n_validation_videos=1),
+    )
     return sorted((root / "demo/videos").rglob("*.mp4"))[-1]
 
 
 @pytest.mark.parametrize("system", SYSTEMS)
-def test_predict_on_a_generated_demo_video_with_every_system_kind_and_rate(system, trained_results, demo_video,
-                                                                            tmp_path):
+def test_predict_on_a_generated_demo_video_with_every_system_kind_and_rate(
+    system, trained_results, demo_video, tmp_path
+):
     out = tmp_path / "demo_out"
-    assert main(["predict", str(demo_video), "--system", system, "--results", str(trained_results),
-                 "--out", str(out)]) == 0
+    assert (
+        main(["predict", str(demo_video), "--system", system, "--results", str(trained_results), "--out", str(out)])
+        == 0
+    )
     table = pd.read_csv(f"{out}.va.csv")
     n_frames = probe_video(demo_video).n_frames
     assert len(table) == n_frames and table["frame"].tolist() == list(range(1, n_frames + 1))
     assert table["face"].mean() > 0.5 and table.notna().all().all()
 
 
-def test_a_checkpoint_loads_from_another_directory_with_nothing_else_on_disk(trained_results, tmp_path,
-                                                                             monkeypatch):
+def test_a_checkpoint_loads_from_another_directory_with_nothing_else_on_disk(trained_results, tmp_path, monkeypatch):
     """DASP read its prototypes from a file that is gone now; the copy sits in a fresh folder."""
     copy = tmp_path / "elsewhere" / "dasp"
     shutil.copytree(trained_results / "models" / "dasp" / "k0", copy)
@@ -159,8 +185,13 @@ def test_a_checkpoint_loads_from_another_directory_with_nothing_else_on_disk(tra
     again, original = load_system(copy), load_system(trained_results / "models" / "dasp" / "k0")
     rng = np.random.default_rng(3)
     dims = again.input_dims_
-    trial = TrialData("x", 25.0, {n: rng.normal(size=(50, d - 1)).astype(np.float32) for n, d in dims.items()},
-                      {n: np.ones(50, bool) for n in dims}, labels=None)
+    trial = TrialData(
+        "x",
+        25.0,
+        {n: rng.normal(size=(50, d - 1)).astype(np.float32) for n, d in dims.items()},
+        {n: np.ones(50, bool) for n in dims},
+        labels=None,
+    )
     for got, want in zip(again.predict(trial), original.predict(trial)):
         np.testing.assert_array_equal(got, want)
     prototypes = again.model_.soft_prompt.prototypes.numpy()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO, make_system, mini_dataset_config
+
 from vapipe.data import manifest as manifest_module
 from vapipe.data.affwild2 import index_crops
 from vapipe.data.manifest import DatasetLayout, build_manifest
@@ -75,8 +75,9 @@ def test_the_model_example_trains_saves_and_loads_as_a_system(run_example, tmp_p
         labels = 0.5 * np.tanh(rng.normal(size=(80, 2)).cumsum(axis=0) / 6).astype(np.float32)
         face = np.concatenate([labels, rng.normal(size=(80, 3))], axis=1).astype(np.float32)
         trials.append(TrialData(f"t{i}", 10.0, {"face": face}, {"face": np.ones(80, bool)}, labels))
-    system = make_system("linear_av", {"dropout": 0.0}, window=40, stride=20, features=("face",),
-                         epochs=40, lr=0.05, batch_size=2)
+    system = make_system(
+        "linear_av", {"dropout": 0.0}, window=40, stride=20, features=("face",), epochs=40, lr=0.05, batch_size=2
+    )
     system.fit(trials[:2])
     assert system.score(trials[2:])["mean"] > 0.8  # the labels are in the features: a linear map finds them
     again = load_system(system.save(tmp_path / "linear"))

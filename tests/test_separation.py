@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO
+
 from vapipe.features import spleeter_worker as worker
 from vapipe.features.audio import read_wav, write_wav
 from vapipe.features.separation import (
@@ -192,8 +192,10 @@ def test_separate_vocals_moves_a_same_length_result_into_place(separation_inputs
 def test_a_wrong_length_output_fails_with_one_line_naming_the_file(separation_inputs, monkeypatch, extra):
     mixture, fake, models = separation_inputs
     out = mixture.with_name("v.vocals.wav")
-    monkeypatch.setattr("vapipe.features.separation.worker_command",
-                        lambda *args, **kw: worker_command(*args, **kw) + ["--extra", str(extra)])
+    monkeypatch.setattr(
+        "vapipe.features.separation.worker_command",
+        lambda *args, **kw: worker_command(*args, **kw) + ["--extra", str(extra)],
+    )
     with pytest.raises(SeparationError) as error:
         separate_vocals(mixture, out, "unused", models / "2stems", python=sys.executable, worker=fake)
     message = str(error.value)
@@ -313,8 +315,20 @@ def dry_run_with_own_model(tmp_path: Path, *targets: str) -> subprocess.Complete
     """`snakemake -n` on the default config with separation.model_dir = tmp_path/mine."""
     override = tmp_path / "own_model.yaml"
     override.write_text(f"separation: {{model_dir: {tmp_path / 'mine'}}}\n")
-    command = [sys.executable, "-m", "snakemake", "-n", *targets, "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"), str(override)]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        *targets,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(REPO / "config/config.yaml"),
+        str(override),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
@@ -331,8 +345,10 @@ def test_a_model_dir_without_a_checkpoint_stops_the_workflow_naming_it(tmp_path)
     (tmp_path / "mine" / "2stems").mkdir(parents=True)
     result = dry_run_with_own_model(tmp_path)
     assert result.returncode != 0
-    assert (f"separation.model_dir: {tmp_path / 'mine' / '2stems'}: not a Spleeter 2-stems checkpoint "
-            "(missing checkpoint, model.index") in result.stdout + result.stderr
+    assert (
+        f"separation.model_dir: {tmp_path / 'mine' / '2stems'}: not a Spleeter 2-stems checkpoint "
+        "(missing checkpoint, model.index"
+    ) in result.stdout + result.stderr
 
 
 # ---------------------------------------------------------------- the real model through the workflow
@@ -340,9 +356,21 @@ def test_a_model_dir_without_a_checkpoint_stops_the_workflow_naming_it(tmp_path)
 
 def snakemake(workdir: Path, *targets: str) -> subprocess.CompletedProcess:
     """The repo's workflow on the tiny demo config, run in `workdir`."""
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", *targets, "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--configfile", str(REPO / "config/config.yaml"),
-               str(REPO / "tests/config/tiny.yaml")]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        *targets,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(REPO / "config/config.yaml"),
+        str(REPO / "tests/config/tiny.yaml"),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=1800)
 
 

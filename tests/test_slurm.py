@@ -30,9 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-
 import slurm_cluster
+import yaml
 from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -45,13 +44,41 @@ FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "2", "--seconds-betw
 SITE = ["--default-resources", f"slurm_partition={slurm_cluster.PARTITION}", f"slurm_account={slurm_cluster.ACCOUNT}"]
 RUN_TIMEOUT = 1200
 # SLURM's client and daemon commands (Debian's slurm-client, slurmctld, slurmd, slurmdbd).
-SLURM_COMMANDS = {"sacct", "sacctmgr", "salloc", "sattach", "sbatch", "sbcast", "scancel", "scontrol", "scrontab",
-                  "sdiag", "sinfo", "sprio", "squeue", "sreport", "srun", "sshare", "sstat", "strigger", "sview"}
+SLURM_COMMANDS = {
+    "sacct",
+    "sacctmgr",
+    "salloc",
+    "sattach",
+    "sbatch",
+    "sbcast",
+    "scancel",
+    "scontrol",
+    "scrontab",
+    "sdiag",
+    "sinfo",
+    "sprio",
+    "squeue",
+    "sreport",
+    "srun",
+    "sshare",
+    "sstat",
+    "strigger",
+    "sview",
+}
 
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
-    return [*SNAKEMAKE, TARGET, *args, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "--configfile", *CONFIGS]
+    return [
+        *SNAKEMAKE,
+        TARGET,
+        *args,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        *CONFIGS,
+    ]
 
 
 def without_slurm_path(folder: Path) -> str:
@@ -74,9 +101,19 @@ def test_dry_run_of_the_slurm_profile_needs_no_slurm(tmp_path):
     env["PATH"] = without_slurm_path(tmp_path / "bin")
     assert shutil.which("sbatch", path=env["PATH"]) is None
     workdir = tmp_path / "run"
-    command = [*SNAKEMAKE, "-n", TARGET, "--workflow-profile", str(REPO / "profiles/slurm"),
-               "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(REPO / "config/config.yaml")]
+    command = [
+        *SNAKEMAKE,
+        "-n",
+        TARGET,
+        "--workflow-profile",
+        str(REPO / "profiles/slurm"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(REPO / "config/config.yaml"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
@@ -103,8 +140,10 @@ def cluster():
     missing = slurm_cluster.missing_programs()
     if missing:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            unavailable(f"SLURM is not installed ({', '.join(missing)} missing) and cannot be installed "
-                        f"here (needs root and apt-get): apt-get install {' '.join(slurm_cluster.PACKAGES)}")
+            unavailable(
+                f"SLURM is not installed ({', '.join(missing)} missing) and cannot be installed "
+                f"here (needs root and apt-get): apt-get install {' '.join(slurm_cluster.PACKAGES)}"
+            )
         try:
             slurm_cluster.install()
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
@@ -130,6 +169,7 @@ def merged_config() -> dict:
         for key, value in new.items():
             base[key] = update(base.get(key, {}), value) if isinstance(value, dict) else value
         return base
+
     config: dict = {}
     for path in CONFIGS:
         update(config, yaml.safe_load(Path(path).read_text()))
@@ -147,12 +187,22 @@ def expected_slurm_jobs() -> set[str]:
     assert all(b["input"] in ("face", "mixture") for b in backbones.values()), "the DAG below has no vocals"
     all_folds = ["official"] * bool(config["folds"]["official"]) + [f"k{i}" for i in range(config["folds"]["k"])]
     return {
-        "rule_make_demo_dataset", "rule_build_manifest", "rule_make_folds",
+        "rule_make_demo_dataset",
+        "rule_build_manifest",
+        "rule_make_folds",
         "rule_audio_extract_audio",  # the group of every video's audio track
-        *[f"rule_embed_faces_wildcards_{b}_{s}" for b, spec in backbones.items() if spec["input"] == "face"
-          for s in shards],
-        *[f"rule_embed_audio_wildcards_{b}_{s}" for b, spec in backbones.items() if spec["input"] != "face"
-          for s in shards],
+        *[
+            f"rule_embed_faces_wildcards_{b}_{s}"
+            for b, spec in backbones.items()
+            if spec["input"] == "face"
+            for s in shards
+        ],
+        *[
+            f"rule_embed_audio_wildcards_{b}_{s}"
+            for b, spec in backbones.items()
+            if spec["input"] != "face"
+            for s in shards
+        ],
         *[f"rule_train_fold_wildcards_{name}_{fold}" for fold in system.get("folds", all_folds)],
         "rule_scoring_postprocess_predictions_score_system_write_submission",  # the group after training
     }
@@ -161,12 +211,28 @@ def expected_slurm_jobs() -> set[str]:
 def sacct(cluster, run_id: str) -> pd.DataFrame:
     """SLURM's accounting records of one snakemake run (its jobs share the run id as their name)."""
     since = (datetime.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
-    result = subprocess.run(["sacct", "-X", "-n", "-P", "-S", since, "--name", run_id,
-                             "--format=JobID,Comment,Partition,Account,State,Start,End,Elapsed,AllocTRES"],
-                            capture_output=True, text=True, env=cluster.env, timeout=60, check=True)
+    result = subprocess.run(
+        [
+            "sacct",
+            "-X",
+            "-n",
+            "-P",
+            "-S",
+            since,
+            "--name",
+            run_id,
+            "--format=JobID,Comment,Partition,Account,State,Start,End,Elapsed,AllocTRES",
+        ],
+        capture_output=True,
+        text=True,
+        env=cluster.env,
+        timeout=60,
+        check=True,
+    )
     rows = [line.split("|") for line in result.stdout.splitlines() if line.strip()]
-    table = pd.DataFrame(rows, columns=["job", "comment", "partition", "account", "state", "start", "end", "elapsed",
-                                        "tres"])
+    table = pd.DataFrame(
+        rows, columns=["job", "comment", "partition", "account", "state", "start", "end", "elapsed", "tres"]
+    )
     table["state"] = table["state"].str.split().str[0]  # "CANCELLED by 0" -> CANCELLED
     return table
 
@@ -220,9 +286,9 @@ class SlurmRun:
     local: Path
     first_log: str
     second_log: str
-    first: pd.DataFrame            # sacct of the killed run
-    second: pd.DataFrame           # sacct of the resubmitted run
-    before: dict[str, int]         # mtimes of the killed run's finished outputs, before the resubmission
+    first: pd.DataFrame  # sacct of the killed run
+    second: pd.DataFrame  # sacct of the resubmitted run
+    before: dict[str, int]  # mtimes of the killed run's finished outputs, before the resubmission
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -233,8 +299,9 @@ def slurm_run(cluster, tmp_path_factory) -> SlurmRun:
     # The local run goes alongside the cluster run, which spends much of its time waiting on SLURM.
     local = tmp_path_factory.mktemp("local")
     local_log = open(local.parent / "local.log", "w")
-    local_run = subprocess.Popen(snakemake_command(local, "--cores", "2"), stdout=local_log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+    local_run = subprocess.Popen(
+        snakemake_command(local, "--cores", "2"), stdout=local_log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     local_started = time.monotonic()
     try:
         run = run_on_slurm(cluster, tmp_path_factory.mktemp("slurm"), local, seconds)
@@ -265,8 +332,13 @@ def run_on_slurm(cluster, workdir: Path, local: Path, seconds: dict) -> SlurmRun
         if not first_finished.search(log):
             return False
         run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
-        running = subprocess.run(["squeue", "-h", "-t", "RUNNING", "--name", run_id, "-o", "%i"],
-                                 capture_output=True, text=True, env=cluster.env, timeout=30)
+        running = subprocess.run(
+            ["squeue", "-h", "-t", "RUNNING", "--name", run_id, "-o", "%i"],
+            capture_output=True,
+            text=True,
+            env=cluster.env,
+            timeout=30,
+        )
         return bool(running.stdout.split())
 
     code, first_log = run_until(command, workdir.parent / "slurm-first.log", cluster.env, stop_when=midway)
@@ -286,8 +358,9 @@ def run_on_slurm(cluster, workdir: Path, local: Path, seconds: dict) -> SlurmRun
     seconds["resubmitted run"] = time.monotonic() - started
     second_id = re.search(r"SLURM run ID: (\S+)", second_log).group(1)
 
-    return SlurmRun(workdir, local, first_log, second_log, sacct(cluster, run_id), sacct(cluster, second_id), before,
-                    seconds)
+    return SlurmRun(
+        workdir, local, first_log, second_log, sacct(cluster, run_id), sacct(cluster, second_id), before, seconds
+    )
 
 
 def read_submission(path: Path) -> pd.DataFrame:

@@ -6,8 +6,8 @@ import pytest
 
 from vapipe.submission import (
     SubmissionError,
-    submitted_test_predictions,
     build_submission,
+    submitted_test_predictions,
     validate_submission,
     write_submission_zip,
 )
@@ -22,9 +22,7 @@ def example(tmp_path):
 
 
 def predictions(frames):
-    return pd.DataFrame(
-        [(t, f, f / 10, -f / 10) for t, f in frames], columns=["trial", "frame", "valence", "arousal"]
-    )
+    return pd.DataFrame([(t, f, f / 10, -f / 10) for t, f in frames], columns=["trial", "frame", "valence", "arousal"])
 
 
 def test_rows_follow_the_example_order_and_are_filled_by_frame_number(example, tmp_path):
@@ -32,7 +30,11 @@ def test_rows_follow_the_example_order_and_are_filled_by_frame_number(example, t
     preds = predictions([("a", 2), ("b_left", 3), ("a", 1), ("b_left", 1), ("b_left", 2)])
     table = build_submission(example, preds)
     assert table["image_location"].tolist() == [
-        "b_left/00001.jpg", "b_left/00002.jpg", "b_left/00003.jpg", "a/00001.jpg", "a/00002.jpg",
+        "b_left/00001.jpg",
+        "b_left/00002.jpg",
+        "b_left/00003.jpg",
+        "a/00001.jpg",
+        "a/00002.jpg",
     ]
     np.testing.assert_allclose(table["valence"], [0.1, 0.2, 0.3, 0.1, 0.2])
     out = tmp_path / "sub.zip"
@@ -58,14 +60,22 @@ def test_refuses_a_submission_that_lacks_a_test_frame(example):
     "body, message",
     [
         ("b_left/00001.jpg,0,0\nb_left/00002.jpg,0,0\nb_left/00003.jpg,0,0\na/00001.jpg,0,0\n", "4 rows"),
-        ("b_left/00001.jpg,0,0\nb_left/00003.jpg,0,0\nb_left/00002.jpg,0,0\na/00001.jpg,0,0\na/00002.jpg,0,0\n",
-         "example has 'b_left/00002.jpg'"),
-        ("b_left/00001.jpg,nan,0\nb_left/00002.jpg,0,0\nb_left/00003.jpg,0,0\na/00001.jpg,0,0\na/00002.jpg,0,0\n",
-         "not a number in"),
-        ("b_left/00001.jpg,1.5,0\nb_left/00002.jpg,0,0\nb_left/00003.jpg,0,0\na/00001.jpg,0,0\na/00002.jpg,0,0\n",
-         "not a number in"),
-        ("b_left/00001.jpg,x,0\nb_left/00002.jpg,0,0\nb_left/00003.jpg,0,0\na/00001.jpg,0,0\na/00002.jpg,0,0\n",
-         "non-numeric"),
+        (
+            "b_left/00001.jpg,0,0\nb_left/00003.jpg,0,0\nb_left/00002.jpg,0,0\na/00001.jpg,0,0\na/00002.jpg,0,0\n",
+            "example has 'b_left/00002.jpg'",
+        ),
+        (
+            "b_left/00001.jpg,nan,0\nb_left/00002.jpg,0,0\nb_left/00003.jpg,0,0\na/00001.jpg,0,0\na/00002.jpg,0,0\n",
+            "not a number in",
+        ),
+        (
+            "b_left/00001.jpg,1.5,0\nb_left/00002.jpg,0,0\nb_left/00003.jpg,0,0\na/00001.jpg,0,0\na/00002.jpg,0,0\n",
+            "not a number in",
+        ),
+        (
+            "b_left/00001.jpg,x,0\nb_left/00002.jpg,0,0\nb_left/00003.jpg,0,0\na/00001.jpg,0,0\na/00002.jpg,0,0\n",
+            "non-numeric",
+        ),
     ],
 )
 def test_validator_names_the_first_problem(example, tmp_path, body, message):

@@ -9,8 +9,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import make_system
+
 from vapipe.training.data import TrialData
 from vapipe.training.system import CONFIG_FILE, WEIGHTS_FILE, known_models, list_systems, load_system
 
@@ -35,8 +35,10 @@ def trials(n: int, seed: int, rows: int = 60) -> list[TrialData]:
     out = []
     for i in range(n):
         labels = np.tanh(rng.normal(size=(rows, 2)).cumsum(axis=0) / 5).astype(np.float32)
-        inputs = {"face_x": np.concatenate([labels, rng.normal(size=(rows, 4))], axis=1).astype(np.float32),
-                  "voice_y": rng.normal(size=(rows, 5)).astype(np.float32)}
+        inputs = {
+            "face_x": np.concatenate([labels, rng.normal(size=(rows, 4))], axis=1).astype(np.float32),
+            "voice_y": rng.normal(size=(rows, 5)).astype(np.float32),
+        }
         out.append(TrialData(f"s{seed}t{i}", 10.0, inputs, {n: np.ones(rows, bool) for n in FEATURES}, labels))
     return out
 

@@ -42,10 +42,17 @@ def _tiny_tokenizer():
 
 
 def _text_config(vocab):
-    return {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-            "vocab_size": len(vocab), "bos_token_id": vocab["<|startoftext|>"],
-            "eos_token_id": vocab["<|endoftext|>"], "pad_token_id": vocab["<|endoftext|>"],
-            "max_position_embeddings": 64}
+    return {
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "vocab_size": len(vocab),
+        "bos_token_id": vocab["<|startoftext|>"],
+        "eos_token_id": vocab["<|endoftext|>"],
+        "pad_token_id": vocab["<|endoftext|>"],
+        "max_position_embeddings": 64,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +65,14 @@ def whole_clip(tmp_path_factory):
     torch.manual_seed(0)
     config = CLIPConfig(
         text_config=_text_config(vocab),
-        vision_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "intermediate_size": 64, "image_size": 32, "patch_size": 16},
+        vision_config={
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "image_size": 32,
+            "patch_size": 16,
+        },
         projection_dim=16,
     )
     model = CLIPModel(config).eval()
@@ -105,14 +118,21 @@ def test_prototypes_from_a_saved_text_tower(tmp_path):
     prototypes = tp.compute_prototypes(str(tmp_path), pretrained=True)
     assert prototypes.shape == (9, 8)
     with torch.inference_mode():
-        unit = [torch.nn.functional.normalize(tower(**tokenizer(p, return_tensors="pt")).text_embeds[0], dim=0)
-                for p in tp.region_prompts()[4]]
+        unit = [
+            torch.nn.functional.normalize(tower(**tokenizer(p, return_tensors="pt")).text_embeds[0], dim=0)
+            for p in tp.region_prompts()[4]
+        ]
     np.testing.assert_allclose(prototypes[4], torch.stack(unit).mean(0).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_random_text_tower_needs_no_files_and_is_seeded():
-    config = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-              "projection_dim": 12}
+    config = {
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "projection_dim": 12,
+    }
     a = tp.compute_prototypes("openai/clip-vit-base-patch16", pretrained=False, config=config, seed=3)
     b = tp.compute_prototypes("openai/clip-vit-base-patch16", pretrained=False, config=config, seed=3)
     c = tp.compute_prototypes("openai/clip-vit-base-patch16", pretrained=False, config=config, seed=4)

@@ -6,19 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-
+from conftest import make_system
 from test_training import synthetic_trials
+
 from vapipe.evaluation.sweep import dropped_rows, missing_audio_sweep
+from vapipe.specs import TrainSpec
 from vapipe.training.data import Standardizer, TrialData
 from vapipe.training.kelm_system import KELMSystem
-from vapipe.training.system import load_system
 from vapipe.training.resample import resample_trial
-from vapipe.specs import TrainSpec
 from vapipe.training.run import inner_validation_split
+from vapipe.training.system import load_system
 from vapipe.training.trainer import learning_rate_factor, speech_only
-from conftest import make_system
-
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -80,8 +78,13 @@ def test_schedules_warm_up_then_decay_or_restart():
 
 def small_trainer(window=100, stride=60, **train):
     settings = {"epochs": 6, "batch_size": 4, "lr": 3e-3, "seed": 0, **train}
-    return make_system("tcn_fusion", {"hidden": 8, "levels": 2, "kernel_size": 3, "dropout": 0.0},
-                       window=window, stride=stride, **settings)
+    return make_system(
+        "tcn_fusion",
+        {"hidden": 8, "levels": 2, "kernel_size": 3, "dropout": 0.0},
+        window=window,
+        stride=stride,
+        **settings,
+    )
 
 
 def test_early_stopping_keeps_the_best_validation_epoch():
@@ -120,16 +123,30 @@ def test_a_low_rate_system_predicts_at_bin_times(tmp_path):
 def two_modality_trials(n, seed):
     out = []
     for t in synthetic_trials(n, seed):
-        out.append(TrialData(t.trial, t.fps, {"face_a": t.inputs["f"][:, :6], "voice_b": t.inputs["f"][:, 6:]},
-                             {"face_a": t.valid["f"], "voice_b": t.valid["f"]}, t.labels))
+        out.append(
+            TrialData(
+                t.trial,
+                t.fps,
+                {"face_a": t.inputs["f"][:, :6], "voice_b": t.inputs["f"][:, 6:]},
+                {"face_a": t.valid["f"], "voice_b": t.valid["f"]},
+                t.labels,
+            )
+        )
     return out
 
 
 def test_an_auxiliary_loss_model_trains_and_predicts_through_the_trainer(tmp_path):
     prototypes = np.random.default_rng(0).normal(size=(9, 16)).astype(np.float32)
     np.save(tmp_path / "p.npy", prototypes)
-    trainer = make_system("dasp", {"hidden": 16, "prototypes": str(tmp_path / "p.npy")}, window=60, stride=40,
-                          features=("face_a", "voice_b"), epochs=2, batch_size=4)
+    trainer = make_system(
+        "dasp",
+        {"hidden": 16, "prototypes": str(tmp_path / "p.npy")},
+        window=60,
+        stride=40,
+        features=("face_a", "voice_b"),
+        epochs=2,
+        batch_size=4,
+    )
     trials = two_modality_trials(2, 0)
     history = trainer.fit(trials).history_
     assert np.isfinite(history[-1]["loss"])
@@ -154,8 +171,9 @@ def test_kelm_system_fits_selects_and_round_trips(tmp_path):
 
 
 def test_inner_validation_split_holds_out_whole_videos_reproducibly():
-    manifest = pd.DataFrame({"trial": ["a_left", "a_right", "b", "c", "d", "e"],
-                             "video": ["a", "a", "b", "c", "d", "e"]})
+    manifest = pd.DataFrame(
+        {"trial": ["a_left", "a_right", "b", "c", "d", "e"], "video": ["a", "a", "b", "c", "d", "e"]}
+    )
     train, validation = inner_validation_split(list(manifest.trial), manifest, 0.4, seed=0)
     assert sorted(train + validation) == sorted(manifest.trial)
     assert len({manifest.set_index("trial").video[t] for t in validation}) == 2
@@ -165,8 +183,14 @@ def test_inner_validation_split_holds_out_whole_videos_reproducibly():
 
 def test_missing_audio_sweep_degrades_from_the_intact_score():
     trials = two_modality_trials(4, 0)
-    trainer = make_system("tcn_fusion", {"hidden": 8, "levels": 2, "kernel_size": 3}, features=("face_a", "voice_b"),
-                          epochs=4, batch_size=4, lr=3e-3)
+    trainer = make_system(
+        "tcn_fusion",
+        {"hidden": 8, "levels": 2, "kernel_size": 3},
+        features=("face_a", "voice_b"),
+        epochs=4,
+        batch_size=4,
+        lr=3e-3,
+    )
     trainer.fit(trials[:3])
     table = missing_audio_sweep(trainer, trials[3:], ["voice_b"])
     assert list(table.share) == [0.0, 0.1, 0.2, 0.4, 0.6, 0.8]

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import make_system
 
 from vapipe.models import create_model
 from vapipe.training.data import Standardizer, TrialData, fill_invalid
 from vapipe.training.losses import ccc_loss
-from conftest import make_system
 from vapipe.training.windows import window_starts
 
 
@@ -61,8 +61,14 @@ def synthetic_trials(n, seed, length=240):
 
 
 def make_trainer(seed=0, epochs=15):
-    return make_system("tcn_fusion", {"hidden": 16, "levels": 2, "kernel_size": 3, "dropout": 0.0},
-                       epochs=epochs, batch_size=4, lr=3e-3, seed=seed)
+    return make_system(
+        "tcn_fusion",
+        {"hidden": 16, "levels": 2, "kernel_size": 3, "dropout": 0.0},
+        epochs=epochs,
+        batch_size=4,
+        lr=3e-3,
+        seed=seed,
+    )
 
 
 def test_trainer_learns_a_learnable_signal():

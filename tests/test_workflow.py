@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO
+
 from vapipe.features.cache import is_complete, read_store
 from vapipe.features.masks import mask_path, read_mask
 from vapipe.submission import validate_submission
@@ -24,8 +24,16 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def snakemake(workdir: Path, *args: str, configs=("config/config.yaml", "tests/config/tiny.yaml")):
     """Run snakemake on the repo's Snakefile in `workdir` with the given config files."""
-    command = [*SNAKEMAKE, *args, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", *[str(REPO / c) for c in configs]]
+    command = [
+        *SNAKEMAKE,
+        *args,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        *[str(REPO / c) for c in configs],
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=900)
 
 
@@ -77,9 +85,20 @@ def test_end_to_end_demo_to_submission(tiny_run):
 
 def start_and_kill_when(workdir: Path, ready) -> None:
     """Start the tiny run and SIGKILL snakemake and all its jobs as soon as `ready()` holds."""
-    command = [*SNAKEMAKE, "--cores", "2", "results/submission.zip", "results/metrics/tcn_av.tsv",
-               "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
-               str(REPO / "config/config.yaml"), str(REPO / "tests/config/tiny.yaml")]
+    command = [
+        *SNAKEMAKE,
+        "--cores",
+        "2",
+        "results/submission.zip",
+        "results/metrics/tcn_av.tsv",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(REPO / "config/config.yaml"),
+        str(REPO / "tests/config/tiny.yaml"),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 600
     try:
@@ -112,7 +131,9 @@ def store_identity(path: Path) -> tuple[int, int]:
 @pytest.mark.slow
 def test_killed_during_extraction_redoes_only_unfinished_trials(tiny_run, tmp_path):
     stores = tmp_path / "results/features/face_mobilenetv3"
-    start_and_kill_when(tmp_path, lambda: any(p.name.endswith(".zarr") for p in stores.glob("*")) if stores.is_dir() else False)
+    start_and_kill_when(
+        tmp_path, lambda: any(p.name.endswith(".zarr") for p in stores.glob("*")) if stores.is_dir() else False
+    )
     assert not (stores / "shards/0.tsv").exists() or not (stores / "shards/1.tsv").exists()
     finished = {p.name: store_identity(p) for p in stores.glob("*.zarr") if is_complete(p)}
     assert finished, "the kill came before any store was complete"
@@ -133,7 +154,9 @@ def test_killed_during_extraction_redoes_only_unfinished_trials(tiny_run, tmp_pa
 @pytest.mark.slow
 def test_killed_during_training_resumes_to_identical_outputs(tiny_run, tmp_path):
     logs = tmp_path / "logs/train_fold/tcn_av"
-    start_and_kill_when(tmp_path, lambda: any("epoch 1/" in p.read_text() for p in logs.glob("*.log")) if logs.is_dir() else False)
+    start_and_kill_when(
+        tmp_path, lambda: any("epoch 1/" in p.read_text() for p in logs.glob("*.log")) if logs.is_dir() else False
+    )
     assert not (tmp_path / "results/submission.zip").exists()
     resume(tmp_path)
     assert_same_outputs(tmp_path, tiny_run)
@@ -182,8 +205,9 @@ def test_exported_cache_imports_as_a_backbone_with_equal_stores(tiny_run, tmp_pa
 def test_an_audio_backbone_on_vocals_reads_the_spleeter_output(tiny_run, tmp_path):
     vocals = {"voice_logmel_vocals": {"kind": "logmel", "id": "logmel", "input": "vocals"}}
     configs = ("config/config.yaml", "tests/config/tiny.yaml", write_override(tmp_path / "vocals.yaml", vocals))
-    result = snakemake(tiny_run, "-n", "--cores", "2", "results/features/voice_logmel_vocals/shards/0.tsv",
-                       configs=configs)
+    result = snakemake(
+        tiny_run, "-n", "--cores", "2", "results/features/voice_logmel_vocals/shards/0.tsv", configs=configs
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     planned = result.stdout
     assert "rule separate_vocals" in planned and ".vocals.wav" in planned
@@ -192,8 +216,9 @@ def test_an_audio_backbone_on_vocals_reads_the_spleeter_output(tiny_run, tmp_pat
 @pytest.mark.slow
 def test_every_paper_model_trains_through_the_workflow_and_lands_in_the_table(tiny_run):
     systems = yaml.safe_load((REPO / "config/config.yaml").read_text())["tables"]["demo_models"]["systems"]
-    result = snakemake(tiny_run, "--cores", "2", "results/tables/demo_models.md",
-                       "results/sweeps/tcn_av/official/missing_audio.tsv")
+    result = snakemake(
+        tiny_run, "--cores", "2", "results/tables/demo_models.md", "results/sweeps/tcn_av/official/missing_audio.tsv"
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     table = (tiny_run / "results/tables/demo_models.md").read_text()
     for system in systems:
@@ -232,11 +257,19 @@ def test_a_single_paper_row_plans_only_the_jobs_it_needs(tiny_run):
     row = snakemake(tiny_run, "-n", "--cores", "2", "results/rows/iaca/t2_tca.tsv")
     jobs = planned_jobs(row)
     assert {k: v for k, v in jobs.items() if k not in stage1} == {
-        "train_fold": 1, "postprocess_predictions": 1, "score_system": 1, "paper_row": 1}
+        "train_fold": 1,
+        "postprocess_predictions": 1,
+        "score_system": 1,
+        "paper_row": 1,
+    }
     assert "wildcards: system=iaca_tca, fold=official" in row.stdout
     fused = planned_jobs(snakemake(tiny_run, "-n", "--cores", "2", "results/rows/dresvyanskiy/t5_system4.tsv"))
     assert {k: v for k, v in fused.items() if k not in stage1} == {
-        "train_fold": 3, "postprocess_predictions": 3, "fuse_systems": 1, "paper_row": 1}
+        "train_fold": 3,
+        "postprocess_predictions": 3,
+        "fuse_systems": 1,
+        "paper_row": 1,
+    }
     for jobs in (planned_jobs(row), fused):
         assert set(jobs) <= set(every) and all(jobs[k] <= every[k] for k in jobs)
     assert fused["train_fold"] * 5 < every["train_fold"]
@@ -244,11 +277,14 @@ def test_a_single_paper_row_plans_only_the_jobs_it_needs(tiny_run):
 
 @pytest.mark.slow
 def test_fusion_rows_table_submission_and_report(tiny_run, tmp_path):
-    targets = ["results/tables/dresvyanskiy.md", "results/figures/tcn_av/traces.png",
-               "results/sweeps/tcn_av/official/missing_audio.png"]
+    targets = [
+        "results/tables/dresvyanskiy.md",
+        "results/figures/tcn_av/traces.png",
+        "results/sweeps/tcn_av/official/missing_audio.png",
+    ]
     result = snakemake(tiny_run, "--cores", "2", *targets)
     assert result.returncode == 0, result.stderr[-5000:]
-    rf = (tiny_run / "results/metrics/dresvyanskiy_rf_face_audio_functionals.tsv")
+    rf = tiny_run / "results/metrics/dresvyanskiy_rf_face_audio_functionals.tsv"
     scores = pd.read_csv(rf, sep="\t").set_index("fold")["mean"]
     assert list(scores.index) == ["out_of_bag", "grouped_cv", "grouped_cv_smoothed"]
     assert abs(scores["out_of_bag"] - scores["grouped_cv"]) > 1e-3, scores  # both written, and not the same
@@ -263,8 +299,13 @@ def test_fusion_rows_table_submission_and_report(tiny_run, tmp_path):
     # A fused system as the submission: its test rows, smoothed after fusion.
     override = tmp_path / "fused_submission.yaml"
     override.write_text("submission: {system: dresvyanskiy_dwf_face_audio, folds: [official]}\n")
-    fused = snakemake(tiny_run, "--cores", "2", "results/submission.zip",
-                      configs=("config/config.yaml", "tests/config/tiny.yaml", str(override)))
+    fused = snakemake(
+        tiny_run,
+        "--cores",
+        "2",
+        "results/submission.zip",
+        configs=("config/config.yaml", "tests/config/tiny.yaml", str(override)),
+    )
     assert fused.returncode == 0, fused.stderr[-5000:]
     assert "from dresvyanskiy_dwf_face_audio (average)" in (tiny_run / "logs/write_submission.log").read_text()
 

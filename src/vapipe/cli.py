@@ -22,13 +22,20 @@ def inspect_cache(path: Path) -> list[dict]:
             rows.append({"store": str(store_path), "status": "INCOMPLETE"})
             continue
         store = read_store(store_path)
-        rows.append({
-            "store": str(store_path), "status": "complete", "backbone": store.attrs.get("backbone"),
-            "trial": store.attrs.get("trial"), "rows": store.features.shape[0], "dim": store.features.shape[1],
-            "dtype": "float16", "fps": round(float(store.attrs.get("fps", 0)), 3),
-            "valid": round(float(store.valid.mean()), 4),
-            "pretrained": store.attrs.get("pretrained"),
-        })
+        rows.append(
+            {
+                "store": str(store_path),
+                "status": "complete",
+                "backbone": store.attrs.get("backbone"),
+                "trial": store.attrs.get("trial"),
+                "rows": store.features.shape[0],
+                "dim": store.features.shape[1],
+                "dtype": "float16",
+                "fps": round(float(store.attrs.get("fps", 0)), 3),
+                "valid": round(float(store.valid.mean()), 4),
+                "pretrained": store.attrs.get("pretrained"),
+            }
+        )
     return rows
 
 
@@ -58,7 +65,9 @@ def _predict(args: argparse.Namespace) -> int:
     csv_path, png_path = Path(f"{out}.va.csv"), Path(f"{out}.va.png")
     table.to_csv(csv_path, index=False, float_format="%.4f")
     plot_traces(table, png_path, f"{Path(args.video).name} — {args.system}")
-    print(f"{csv_path}: {len(table)} frames ({(table['face'] == 0).sum()} without a face, interpolated); plot {png_path}")
+    print(
+        f"{csv_path}: {len(table)} frames ({(table['face'] == 0).sum()} without a face, interpolated); plot {png_path}"
+    )
     return 0
 
 
@@ -100,16 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate = commands.add_parser(
-        "validate-submission", help="check an ABAW VA submission (.txt or .zip) against the example file",
+        "validate-submission",
+        help="check an ABAW VA submission (.txt or .zip) against the example file",
         description="Check header, row order and count against the organisers' example file, and that "
         "every value is a number in [-1, 1]. Exit status 0 when valid.",
     )
     validate.add_argument("file", type=Path, help="submission .txt or .zip holding one .txt")
-    validate.add_argument("--example", type=Path, required=True,
-                          help="the organisers' example file (e.g. CVPR_6th_ABAW_VA_test_set_example.txt)")
+    validate.add_argument(
+        "--example",
+        type=Path,
+        required=True,
+        help="the organisers' example file (e.g. CVPR_6th_ABAW_VA_test_set_example.txt)",
+    )
     validate.set_defaults(run=_validate)
     inspect = commands.add_parser(
-        "inspect-cache", help="summarise Zarr feature stores: backbone, shape, dtype, fps, valid fraction",
+        "inspect-cache",
+        help="summarise Zarr feature stores: backbone, shape, dtype, fps, valid fraction",
         description="List every store under PATH (one store, a backbone folder, or results/features) "
         "with its backbone, rows, dimension, dtype, fps and fraction of valid frames. Exit status 1 "
         "when any store is incomplete.",
@@ -117,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("path", type=Path, help="a .zarr store or a folder of them")
     inspect.set_defaults(run=_inspect)
     predict = commands.add_parser(
-        "predict", help="per-frame valence/arousal CSV and plot for any video, with a trained system",
+        "predict",
+        help="per-frame valence/arousal CSV and plot for any video, with a trained system",
         description="Detect and crop the face in every frame (MediaPipe, offline), extract the audio, "
         "embed both with the system's own backbones, average the system's fold models, smooth, and "
         "write OUT.va.csv (frame,time,valence,arousal,face) and OUT.va.png. Frames without a face "
@@ -125,15 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("video", type=Path, help="any video file with a face (and ideally a voice)")
     predict.add_argument("--system", required=True, help="a system trained by the workflow, e.g. tcn_av")
-    predict.add_argument("--results", type=Path, default=Path("results"),
-                         help="the workflow's results folder (default: results)")
+    predict.add_argument(
+        "--results", type=Path, default=Path("results"), help="the workflow's results folder (default: results)"
+    )
     predict.add_argument("--folds", nargs="+", help="fold models to average (default: all trained folds)")
-    predict.add_argument("--smoothing", type=float, default=None,
-                         help="Hamming window in seconds (default: the system's own post-processing)")
+    predict.add_argument(
+        "--smoothing",
+        type=float,
+        default=None,
+        help="Hamming window in seconds (default: the system's own post-processing)",
+    )
     predict.add_argument("--out", type=Path, help="output prefix (default: the video path without suffix)")
     predict.set_defaults(run=_predict)
     listing = commands.add_parser(
-        "list", help="registered backbone kinds, models, system kinds, fusion methods or dataset layouts",
+        "list",
+        help="registered backbone kinds, models, system kinds, fusion methods or dataset layouts",
         description="One name per line, as a config may name them (backbones.<name>.kind, "
         "systems.<name>.model, fusions.<name>.method, dataset.layout); 'systems' shows each kind with "
         "its models.",

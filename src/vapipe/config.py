@@ -108,15 +108,18 @@ def _check_references(spec: PipelineSpec) -> None:
             trained = spec.system_folds(system, folds)
             missing = [f for f in fusion.folds if f not in trained]
             if missing:
-                raise ConfigError(f"fusions.{name}.folds names '{missing[0]}', which system '{system}' "
-                                  f"does not train (it trains {', '.join(trained)})")
+                raise ConfigError(
+                    f"fusions.{name}.folds names '{missing[0]}', which system '{system}' "
+                    f"does not train (it trains {', '.join(trained)})"
+                )
         if OFFICIAL in fusion.folds and len(fusion.folds) > 1:
             raise ConfigError(f"fusions.{name}.folds: fit on [official] or on K folds, not both")
     submission = spec.submission
     if submission.system in spec.fusions:
         if submission.fold_selection != "average":
-            raise ConfigError(f"submission.fold_selection applies to a system's folds, not to "
-                              f"fusion '{submission.system}'")
+            raise ConfigError(
+                f"submission.fold_selection applies to a system's folds, not to fusion '{submission.system}'"
+            )
         return
     if submission.system not in spec.systems:
         raise ConfigError(f"submission.system '{submission.system}' is neither under systems nor under fusions")

@@ -17,7 +17,9 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers = [logging.FileHandler(log_file, mode="w")]
     logging.basicConfig(
-        level=level, handlers=handlers, force=True,
+        level=level,
+        handlers=handlers,
+        force=True,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     for noisy in ("urllib3", "httpx", "filelock", "fsspec"):

@@ -67,7 +67,9 @@ def detect_faces(frames: list[np.ndarray], min_confidence: float = 0.5) -> tuple
 
     crops = np.zeros((len(frames), CROP_SIZE, CROP_SIZE, 3), np.uint8)
     found = np.zeros(len(frames), bool)
-    with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_confidence) as detector:
+    with mp.solutions.face_detection.FaceDetection(
+        model_selection=1, min_detection_confidence=min_confidence
+    ) as detector:
         for i, frame in enumerate(frames):
             result = detector.process(frame)
             if not result.detections:
@@ -101,7 +103,10 @@ def interpolate_missing(values: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 
 def predict_video(
-    video_path: str | Path, system: str, results: str | Path = "results", folds: list[str] | None = None,
+    video_path: str | Path,
+    system: str,
+    results: str | Path = "results",
+    folds: list[str] | None = None,
     smoothing_seconds: float | None = None,
 ) -> pd.DataFrame:
     """Per-frame table frame, time, valence, arousal, face for one raw video; `smoothing_seconds`
@@ -155,11 +160,15 @@ def predict_video(
     predictions = np.mean([frame_predictions(s, trial) for s in systems], axis=0)
     predictions = interpolate_missing(predictions, found)
     predictions = postprocess_trial(trial.times, predictions, n_rows, fps, smoothing_seconds)
-    return pd.DataFrame({
-        "frame": np.arange(1, n_rows + 1), "time": trial.times,
-        "valence": np.clip(predictions[:, 0], -1, 1), "arousal": np.clip(predictions[:, 1], -1, 1),
-        "face": found.astype(int),
-    })
+    return pd.DataFrame(
+        {
+            "frame": np.arange(1, n_rows + 1),
+            "time": trial.times,
+            "valence": np.clip(predictions[:, 0], -1, 1),
+            "arousal": np.clip(predictions[:, 1], -1, 1),
+            "face": found.astype(int),
+        }
+    )
 
 
 def plot_traces(table: pd.DataFrame, path: str | Path, title: str) -> None:

@@ -117,8 +117,18 @@ class DatasetSpec:
 
 
 # Keys of every backbone entry, whatever its kind; the rest belong to the kind (`options`).
-BACKBONE_FIELDS = ("kind", "id", "input", "pretrained", "weights", "seed", "batch_size", "num_workers", "flip",
-                   "progress_seconds")
+BACKBONE_FIELDS = (
+    "kind",
+    "id",
+    "input",
+    "pretrained",
+    "weights",
+    "seed",
+    "batch_size",
+    "num_workers",
+    "flip",
+    "progress_seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -142,7 +152,7 @@ class BackboneSpec:
     options: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: Mapping, path: str = "backbone") -> "BackboneSpec":
+    def from_dict(cls, data: Mapping, path: str = "backbone") -> BackboneSpec:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{path}: expected a mapping of settings, got {data!r}")
         known = {k: v for k, v in data.items() if k in BACKBONE_FIELDS}
@@ -244,7 +254,7 @@ class SystemSpec:
     paper_features: tuple[str, ...] | None = None  # set by config/rows.yaml: the paper's backbones
 
     @classmethod
-    def from_dict(cls, data: Mapping, path: str = "system") -> "SystemSpec":
+    def from_dict(cls, data: Mapping, path: str = "system") -> SystemSpec:
         return build(cls, data, path)
 
     def to_dict(self) -> dict:
@@ -263,7 +273,7 @@ class FusionSpec:
     options: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: Mapping, path: str = "fusion") -> "FusionSpec":
+    def from_dict(cls, data: Mapping, path: str = "fusion") -> FusionSpec:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{path}: expected a mapping of settings, got {data!r}")
         own = {k: v for k, v in data.items() if k in ("method", "systems", "folds")}
@@ -351,7 +361,7 @@ class PipelineSpec:
     stand_ins: dict[str, str] = field(default_factory=dict)  # paper backbone -> this config's
 
     @classmethod
-    def from_config(cls, config: Mapping) -> "PipelineSpec":
+    def from_config(cls, config: Mapping) -> PipelineSpec:
         """Typed specs of a whole config; the first unknown key anywhere is reported by path."""
         if not isinstance(config, Mapping):
             raise ConfigError(f"config: expected a mapping, got {config!r}")

@@ -50,7 +50,9 @@ def build_submission(example_path: str | Path, predictions: pd.DataFrame) -> pd.
     """Rows of the example file filled from per-frame predictions (trial, frame, valence, arousal)."""
     wanted = pd.DataFrame(read_example_submission(example_path), columns=["trial", "frame"])
     merged = wanted.merge(
-        predictions[["trial", "frame", "valence", "arousal"]], on=["trial", "frame"], how="left",
+        predictions[["trial", "frame", "valence", "arousal"]],
+        on=["trial", "frame"],
+        how="left",
         validate="one_to_one",
     )
     missing = merged[merged[["valence", "arousal"]].isna().any(axis=1)]
@@ -60,11 +62,13 @@ def build_submission(example_path: str | Path, predictions: pd.DataFrame) -> pd.
             f"{example_path}: no prediction for {len(missing)} test frames, first "
             f"{first['trial']}/{int(first['frame']):05d}.jpg; refusing to write a partial submission"
         )
-    return pd.DataFrame({
-        "image_location": [f"{t}/{f:05d}.jpg" for t, f in zip(merged["trial"], merged["frame"])],
-        "valence": np.clip(merged["valence"].to_numpy(), -1, 1),
-        "arousal": np.clip(merged["arousal"].to_numpy(), -1, 1),
-    })
+    return pd.DataFrame(
+        {
+            "image_location": [f"{t}/{f:05d}.jpg" for t, f in zip(merged["trial"], merged["frame"])],
+            "valence": np.clip(merged["valence"].to_numpy(), -1, 1),
+            "arousal": np.clip(merged["arousal"].to_numpy(), -1, 1),
+        }
+    )
 
 
 def submission_text(table: pd.DataFrame) -> str:

@@ -21,6 +21,7 @@ REGIONS: tuple[tuple[float, float, str], ...] = (
 )
 """(valence centre, arousal centre, description) per region, in prototype row order."""
 
+
 def region_centres() -> np.ndarray:
     """[9, 2] (valence, arousal) centres of the regions, in prototype row order."""
     return np.array([(v, a) for v, a, _ in REGIONS], dtype=np.float32)
@@ -29,5 +30,3 @@ def region_centres() -> np.ndarray:
 def region_descriptions() -> list[str]:
     """The nine region descriptions, in prototype row order."""
     return [text for _, _, text in REGIONS]
-
-

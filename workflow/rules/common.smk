@@ -17,12 +17,8 @@ MASK_ROOT = config["paths"]["masks"]
 N_SHARDS = config["extraction"]["shards"]
 # Backbones run on face crops or on audio; imported ones come from an HDF5 file.
 IMPORTED_BACKBONES = [n for n, b in config["backbones"].items() if b["kind"] == IMPORTED_KIND]
-FACE_BACKBONES = [
-    n for n, b in config["backbones"].items() if b["input"] == "face" and n not in IMPORTED_BACKBONES
-]
-AUDIO_BACKBONES = [
-    n for n, b in config["backbones"].items() if b["input"] != "face" and n not in IMPORTED_BACKBONES
-]
+FACE_BACKBONES = [n for n, b in config["backbones"].items() if b["input"] == "face" and n not in IMPORTED_BACKBONES]
+AUDIO_BACKBONES = [n for n, b in config["backbones"].items() if b["input"] != "face" and n not in IMPORTED_BACKBONES]
 KFOLDS = [f for f in FOLDS if f != OFFICIAL]
 # Late fusions of systems (vapipe.fusion.run): the config's and the paper rows'.
 FUSIONS = config["fusions"]
@@ -94,9 +90,7 @@ def get_backbone_spec(wildcards):
 
 def feature_shards(backbones):
     """Shard summaries whose existence means the backbones' stores are complete."""
-    return expand(
-        "results/features/{backbone}/shards/{shard}.tsv", backbone=backbones, shard=range(N_SHARDS)
-    )
+    return expand("results/features/{backbone}/shards/{shard}.tsv", backbone=backbones, shard=range(N_SHARDS))
 
 
 def get_system_feature_shards(wildcards):
@@ -165,7 +159,6 @@ def get_paper_title(wildcards):
 
 def get_exported_shards(wildcards):
     return feature_shards([wildcards.backbone])
-
 
 
 def submission_folds():

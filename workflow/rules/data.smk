@@ -5,8 +5,6 @@ if config["dataset"].get("demo"):
     rule make_demo_dataset:
         output:
             directory(config["dataset"]["root"]),
-        params:
-            spec=config["dataset"]["demo"],
         log:
             "logs/make_demo_dataset.log",
         benchmark:
@@ -14,6 +12,8 @@ if config["dataset"].get("demo"):
         resources:
             mem_mb=2000,
             runtime=30,
+        params:
+            spec=config["dataset"]["demo"],
         script:
             "../scripts/make_demo_dataset.py"
 
@@ -24,15 +24,15 @@ checkpoint build_manifest:
     output:
         manifest="results/manifest.tsv",
         skipped="results/skipped/manifest.tsv",
-    params:
-        dataset=config["dataset"],
-        on_bad_trial=config["on_bad_trial"],
-        require_audio=bool(AUDIO_BACKBONES),
     log:
         "logs/build_manifest.log",
     resources:
         mem_mb=1000,
         runtime=30,
+    params:
+        dataset=config["dataset"],
+        on_bad_trial=config["on_bad_trial"],
+        require_audio=bool(AUDIO_BACKBONES),
     script:
         "../scripts/build_manifest.py"
 
@@ -57,12 +57,12 @@ rule make_folds:
         "results/manifest.tsv",
     output:
         "results/folds.tsv",
-    params:
-        folds=config["folds"],
     log:
         "logs/make_folds.log",
     resources:
         mem_mb=500,
         runtime=5,
+    params:
+        folds=config["folds"],
     script:
         "../scripts/make_folds.py"

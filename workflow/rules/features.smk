@@ -21,23 +21,23 @@ rule embed_faces:
         crops=dataset_ready(),
     output:
         "results/features/{backbone}/shards/{shard}.tsv",
+    log:
+        "logs/embed/{backbone}/{shard}.log",
+    benchmark:
+        "benchmarks/embed/{backbone}/{shard}.tsv"
     wildcard_constraints:
         backbone=wildcard_pattern(FACE_BACKBONES) if FACE_BACKBONES else "$^",
+    threads: EXTRACTION_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
     params:
         spec=get_backbone_spec,
         n_shards=N_SHARDS,
         device=config["extraction"]["device"],
         on_bad_trial=config["on_bad_trial"],
         feature_root=get_feature_root,
-    log:
-        "logs/embed/{backbone}/{shard}.log",
-    benchmark:
-        "benchmarks/embed/{backbone}/{shard}.tsv"
-    threads: EXTRACTION_THREADS
-    resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=1,
     script:
         "../scripts/embed_shard.py"
 
@@ -48,23 +48,23 @@ rule embed_audio:
         audio=get_shard_audio,
     output:
         "results/features/{backbone}/shards/{shard}.tsv",
+    log:
+        "logs/embed/{backbone}/{shard}.log",
+    benchmark:
+        "benchmarks/embed/{backbone}/{shard}.tsv"
     wildcard_constraints:
         backbone=wildcard_pattern(AUDIO_BACKBONES) if AUDIO_BACKBONES else "$^",
+    threads: EXTRACTION_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
     params:
         spec=get_backbone_spec,
         n_shards=N_SHARDS,
         device=config["extraction"]["device"],
         on_bad_trial=config["on_bad_trial"],
         feature_root=get_feature_root,
-    log:
-        "logs/embed/{backbone}/{shard}.log",
-    benchmark:
-        "benchmarks/embed/{backbone}/{shard}.tsv"
-    threads: EXTRACTION_THREADS
-    resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=1,
     script:
         "../scripts/embed_shard.py"
 
@@ -75,18 +75,18 @@ rule import_features:
         features=get_imported_file,
     output:
         "results/features/{backbone}/shards/{shard}.tsv",
+    log:
+        "logs/import_features/{backbone}/{shard}.log",
     wildcard_constraints:
         backbone=wildcard_pattern(IMPORTED_BACKBONES) if IMPORTED_BACKBONES else "$^",
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         spec=get_backbone_spec,
         n_shards=N_SHARDS,
         on_bad_trial=config["on_bad_trial"],
         feature_root=get_feature_root,
-    log:
-        "logs/import_features/{backbone}/{shard}.log",
-    resources:
-        mem_mb=4000,
-        runtime=60,
     script:
         "../scripts/import_features.py"
 
@@ -96,13 +96,13 @@ rule export_features:
         shards=get_exported_shards,
     output:
         "results/exports/{backbone}.h5",
-    params:
-        feature_root=get_feature_root,
     log:
         "logs/export_features/{backbone}.log",
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        feature_root=get_feature_root,
     script:
         "../scripts/export_features.py"
 
@@ -110,12 +110,12 @@ rule export_features:
 rule text_prototypes:
     output:
         "results/prototypes/{tower}.npy",
-    params:
-        spec=get_text_tower,
     log:
         "logs/text_prototypes/{tower}.log",
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        spec=get_text_tower,
     script:
         "../scripts/text_prototypes.py"

@@ -15,9 +15,6 @@ rule fuse_systems:
             caption="../report/fusion.rst",
             labels={"fusion": "{fusion}"},
         ),
-    params:
-        spec=get_fusion,
-        smoothing_seconds=config["postprocess"]["smoothing_seconds"],
     log:
         "logs/fuse_systems/{fusion}.log",
     benchmark:
@@ -25,5 +22,8 @@ rule fuse_systems:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        spec=get_fusion,
+        smoothing_seconds=config["postprocess"]["smoothing_seconds"],
     script:
         "../scripts/fuse_systems.py"

@@ -9,10 +9,6 @@ rule detect_voice_activity:
         audio=get_shard_audio,
     output:
         "results/masks/vad/shards/{shard}.tsv",
-    params:
-        settings=config["masks"]["vad"],
-        n_shards=N_SHARDS,
-        mask_root=get_mask_root,
     log:
         "logs/masks/vad/{shard}.log",
     benchmark:
@@ -21,6 +17,10 @@ rule detect_voice_activity:
     resources:
         mem_mb=2000,
         runtime=60,
+    params:
+        settings=config["masks"]["vad"],
+        n_shards=N_SHARDS,
+        mask_root=get_mask_root,
     script:
         "../scripts/detect_voice_activity.py"
 
@@ -31,10 +31,6 @@ rule detect_mouth_open:
         crops=dataset_ready(),
     output:
         "results/masks/mouth/shards/{shard}.tsv",
-    params:
-        settings=config["masks"]["mouth"],
-        n_shards=N_SHARDS,
-        mask_root=get_mask_root,
     log:
         "logs/masks/mouth/{shard}.log",
     benchmark:
@@ -43,5 +39,9 @@ rule detect_mouth_open:
     resources:
         mem_mb=2000,
         runtime=240,
+    params:
+        settings=config["masks"]["mouth"],
+        n_shards=N_SHARDS,
+        mask_root=get_mask_root,
     script:
         "../scripts/detect_mouth_open.py"

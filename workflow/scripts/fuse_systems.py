@@ -23,5 +23,6 @@ with workflow_step(sm.log[0]):
     metrics.to_csv(sm.output.metrics, sep="\t", index=False, float_format="%.4f")
     fuser, preds, labels = fitted
     fuser.figure(preds, labels, spec["systems"], sm.output.figure)
-    logging.getLogger("vapipe").info("%s of %s:\n%s", spec["method"], ", ".join(spec["systems"]),
-                                     metrics.to_string(index=False))
+    logging.getLogger("vapipe").info(
+        "%s of %s:\n%s", spec["method"], ", ".join(spec["systems"]), metrics.to_string(index=False)
+    )

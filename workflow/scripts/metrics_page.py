@@ -9,5 +9,5 @@ from vapipe.logs import workflow_step
 
 sm = snakemake  # noqa: F821
 with workflow_step(sm.log[0]):
-    metrics = {name: pd.read_csv(path, sep="\t") for name, path in zip(sm.params.names, sm.input)}
+    metrics = {name: pd.read_csv(path, sep="\t") for name, path in zip(sm.params.names, sm.input, strict=True)}
     Path(sm.output[0]).write_text(metrics_page(metrics))

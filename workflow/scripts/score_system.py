@@ -10,7 +10,7 @@ from vapipe.logs import workflow_step
 
 sm = snakemake  # noqa: F821
 with workflow_step(sm.log[0]):
-    frames = {fold: pd.read_csv(path, sep="\t") for fold, path in zip(sm.params.folds, sm.input.frames)}
+    frames = {fold: pd.read_csv(path, sep="\t") for fold, path in zip(sm.params.folds, sm.input.frames, strict=True)}
     table = score_folds(frames, read_manifest(sm.input.manifest))
     table.to_csv(sm.output[0], sep="\t", index=False, float_format="%.4f")
     logging.getLogger("vapipe").info("\n%s", table.to_string(index=False))

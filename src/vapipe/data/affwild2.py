@@ -68,9 +68,7 @@ def read_annotation(path: str | Path) -> np.ndarray:
     out_of_range = ~invalid_row[:, None] & ((values < -1) | (values > 1) | ~np.isfinite(values))
     if out_of_range.any():
         line_no = int(np.argwhere(out_of_range)[0, 0]) + 2
-        raise DatasetError(
-            f"{path}:{line_no}: value outside [-1, 1] that is not the -5 marker: '{rows[line_no - 2]}'"
-        )
+        raise DatasetError(f"{path}:{line_no}: value outside [-1, 1] that is not the -5 marker: '{rows[line_no - 2]}'")
     return values
 
 

@@ -57,9 +57,7 @@ FRAME_HEIGHT = 192
 PERSON_WIDTH = {1: 256, 2: 192}  # frame width per person: single view, or each split-screen half
 ANNOTATION_DIR = Path("annotations") / "VA_Estimation_Challenge"
 CROP_DIRS = ("cropped_aligned", "cropped_aligned_new_50_vids")
-TEST_LIST = Path("names_of_videos_in_each_test_set") / (
-    "Valence_Arousal_Estimation_Challenge_test_set_release.txt"
-)
+TEST_LIST = Path("names_of_videos_in_each_test_set") / ("Valence_Arousal_Estimation_Challenge_test_set_release.txt")
 EXAMPLE_SUBMISSION = "CVPR_6th_ABAW_VA_test_set_example.txt"
 SPLITS = ("Train_Set", "Validation_Set", "Test_Set")
 
@@ -77,9 +75,7 @@ _VOWELS = np.array(  # formants F1, F2, F3 in Hz of /a e i o u/
     dtype=np.float64,
 )
 _BANDWIDTHS = (80.0, 100.0, 130.0)
-_CHIN_DIMPLES = (
-    (-0.16, 0.78), (-0.05, 0.82), (0.06, 0.78), (0.17, 0.83), (-0.1, 0.88), (0.1, 0.89), (0.0, 0.74)
-)
+_CHIN_DIMPLES = ((-0.16, 0.78), (-0.05, 0.82), (0.06, 0.78), (0.17, 0.83), (-0.1, 0.88), (0.1, 0.89), (0.0, 0.74))
 _IRIS = ((70, 45, 25), (50, 90, 140), (70, 110, 60), (35, 25, 20))
 
 Color = tuple[int, int, int]
@@ -104,10 +100,7 @@ class DemoSpec:
         if self.seed < 0:
             raise ValueError(f"DemoSpec.seed must be >= 0, got {self.seed}")
         if self.min_frames < 30 or self.max_frames < self.min_frames:
-            raise ValueError(
-                "DemoSpec needs 30 <= min_frames <= max_frames, "
-                f"got {self.min_frames}, {self.max_frames}"
-            )
+            raise ValueError(f"DemoSpec needs 30 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
         if self.n_test_videos < 0 or self.n_validation_videos < 0:
             raise ValueError("DemoSpec video counts must be >= 0")
         if self.n_videos < self.n_test_videos + self.n_validation_videos + 1:
@@ -235,11 +228,7 @@ def _frame_rates(n_videos: int) -> list[Fraction]:
 def _video_splits(spec: DemoSpec) -> list[str]:
     """Train first (video 0, the two-person one, is always training), then validation, then test."""
     n_train = spec.n_videos - spec.n_test_videos - spec.n_validation_videos
-    return (
-        [SPLITS[0]] * n_train
-        + [SPLITS[1]] * spec.n_validation_videos
-        + [SPLITS[2]] * spec.n_test_videos
-    )
+    return [SPLITS[0]] * n_train + [SPLITS[1]] * spec.n_validation_videos + [SPLITS[2]] * spec.n_test_videos
 
 
 def _plan(spec: DemoSpec) -> list[_Video]:
@@ -773,9 +762,7 @@ def _scene(width: int, side: int, ident: _Identity) -> Image.Image:
     return canvas
 
 
-def _open_container(
-    path: Path, video: _Video
-) -> tuple[av.container.OutputContainer, av.VideoStream, av.AudioStream]:
+def _open_container(path: Path, video: _Video) -> tuple[av.container.OutputContainer, av.VideoStream, av.AudioStream]:
     """Output container with one video and one 48 kHz mono audio stream."""
     container = av.open(str(path), mode="w")
     avi = path.suffix == ".avi"
@@ -831,18 +818,14 @@ def _render_person(
     return np.asarray(image.reduce(_SS), dtype=np.float32) * sig.gain, (x0, y0)
 
 
-def _save_crop(
-    path: Path, frame: NDArray[np.uint8], corner: Corner, noise: NDArray[np.float32]
-) -> None:
+def _save_crop(path: Path, frame: NDArray[np.uint8], corner: Corner, noise: NDArray[np.float32]) -> None:
     """Cut a face crop out of the frame, add sensor noise, save as JPEG."""
     x0, y0 = corner
     crop = frame[y0 : y0 + CROP_SIZE, x0 : x0 + CROP_SIZE].astype(np.float32) + noise
     Image.fromarray(np.clip(crop + 0.5, 0, 255).astype(np.uint8)).save(path, quality=90)
 
 
-def _write_video(
-    root: Path, seed: int, video: _Video, signals: list[_TrialSignals], audio: _Audio
-) -> list[Floats]:
+def _write_video(root: Path, seed: int, video: _Video, signals: list[_TrialSignals], audio: _Audio) -> list[Floats]:
     """Render, encode and crop every frame; return each person's per-frame mouth opening."""
     path = root / "videos" / video.batch / f"{video.name}{video.ext}"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -896,9 +879,7 @@ def _write_annotation(root: Path, trial: _Trial, sig: _TrialSignals) -> None:
     path.write_text("valence,arousal\n" + "\n".join(rows) + "\n")
 
 
-def _write_truth(
-    root: Path, video: _Video, signals: list[_TrialSignals], audio: _Audio, mouths: list[Floats]
-) -> None:
+def _write_truth(root: Path, video: _Video, signals: list[_TrialSignals], audio: _Audio, mouths: list[Floats]) -> None:
     """Per-trial and per-video ground truth next to the data."""
     folder = root / "ground_truth"
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 
@@ -24,7 +24,6 @@ from vapipe.data.affwild2 import (
     read_example_submission,
     read_test_list,
 )
-
 from vapipe.specs import DatasetSpec, build
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ MANIFEST_COLUMNS = [
 ]  # fmt: skip
 
 
-LAYOUTS: dict[str, type["DatasetLayout"]] = {}
+LAYOUTS: dict[str, type[DatasetLayout]] = {}
 
 
 def register_layout(name: str):
@@ -70,7 +69,7 @@ class DatasetLayout:
     layout: ClassVar[str]
 
     @classmethod
-    def from_config(cls, dataset: dict) -> "DatasetLayout":
+    def from_config(cls, dataset: dict) -> DatasetLayout:
         """The registered layout a config's ``dataset:`` section names, its paths resolved."""
         spec = build(DatasetSpec, dataset, "dataset")
         if spec.layout not in LAYOUTS:
@@ -152,8 +151,9 @@ def build_manifest(
         raise DatasetError(f"{layout.crops[0]}: face crops folder does not exist")
     both = sorted(set(test_trials) & set(annotated))
     if both:
-        raise DatasetError(f"{layout.test_list or layout.example_submission}: test trial '{both[0]}' also has an "
-                           "annotation file")
+        raise DatasetError(
+            f"{layout.test_list or layout.example_submission}: test trial '{both[0]}' also has an annotation file"
+        )
     unknown = sorted(set(example_rows) - set(test_trials))
     if unknown:
         raise DatasetError(f"{layout.example_submission}: trial '{unknown[0]}' is not in {layout.test_list}")
@@ -165,8 +165,9 @@ def build_manifest(
     for trial, split, annotation_path in sorted(trials):
         try:
             records.append(
-                _trial_record(trial, split, annotation_path, layout, videos, crop_roots,
-                              example_rows, probed, require_audio)
+                _trial_record(
+                    trial, split, annotation_path, layout, videos, crop_roots, example_rows, probed, require_audio
+                )
             )
         except DatasetError as error:
             if on_bad_trial == "fail":
@@ -181,8 +182,9 @@ def build_manifest(
     )
 
 
-def _trial_record(trial, split, annotation_path, layout, videos, crop_roots, example_rows, probed,
-                  require_audio) -> dict:
+def _trial_record(
+    trial, split, annotation_path, layout, videos, crop_roots, example_rows, probed, require_audio
+) -> dict:
     """Check one trial's files and describe it; raises DatasetError naming the file at fault."""
     video = base_video(trial)
     if video not in videos:
@@ -210,8 +212,7 @@ def _trial_record(trial, split, annotation_path, layout, videos, crop_roots, exa
             raise DatasetError(f"{source}: no rows for test trial '{trial}'")
     if n_rows > info.n_frames + max_extra_rows(info.n_frames):
         raise DatasetError(
-            f"{source}: {n_rows} rows for trial '{trial}', but {videos[video]} has only "
-            f"{info.n_frames} frames"
+            f"{source}: {n_rows} rows for trial '{trial}', but {videos[video]} has only {info.n_frames} frames"
         )
     return {
         "trial": trial,

@@ -42,8 +42,10 @@ def ccc_per_trial(frames: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for trial, (group, labels) in trial_labels(frames, manifest).items():
         keep = valid_label_mask(labels)
-        scores = {t: ccc(group[t].to_numpy()[keep], labels[keep, i]) if keep.sum() > 1 else np.nan
-                  for i, t in enumerate(TARGETS)}
+        scores = {
+            t: ccc(group[t].to_numpy()[keep], labels[keep, i]) if keep.sum() > 1 else np.nan
+            for i, t in enumerate(TARGETS)
+        }
         rows.append({"trial": trial, **scores, "mean": np.mean(list(scores.values())), "n_frames": int(keep.sum())})
     return pd.DataFrame(rows, columns=["trial", *TARGETS, "mean", "n_frames"])
 
@@ -57,13 +59,18 @@ def _pyplot():
     return plt
 
 
-def trace_figure(frames: pd.DataFrame, manifest: pd.DataFrame, per_trial: pd.DataFrame, n_trials: int,
-                 title: str, path) -> list[str]:
+def trace_figure(
+    frames: pd.DataFrame, manifest: pd.DataFrame, per_trial: pd.DataFrame, n_trials: int, title: str, path
+) -> list[str]:
     """Predicted and true valence and arousal over time of the best, median and worst trials (by
     mean CCC; up to n_trials); returns the trials drawn."""
     plt = _pyplot()
     ranked = per_trial.dropna(subset=["mean"]).sort_values("mean", ascending=False)["trial"].tolist()
-    picks = ranked if len(ranked) <= n_trials else [ranked[int(round(i))] for i in np.linspace(0, len(ranked) - 1, n_trials)]
+    picks = (
+        ranked
+        if len(ranked) <= n_trials
+        else [ranked[int(round(i))] for i in np.linspace(0, len(ranked) - 1, n_trials)]
+    )
     data = trial_labels(frames[frames["trial"].isin(picks)], manifest)
     fps = manifest.set_index("trial")["fps"]
     fig, axes = plt.subplots(len(picks), len(TARGETS), figsize=(11, 2.3 * len(picks)), squeeze=False, sharey=True)

@@ -35,9 +35,7 @@ def va_scores(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     predictions = np.asarray(predictions, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
     if predictions.shape != labels.shape or predictions.ndim != 2 or predictions.shape[1] != 2:
-        raise ValueError(
-            f"va_scores: expected two [N, 2] arrays, got {predictions.shape} and {labels.shape}"
-        )
+        raise ValueError(f"va_scores: expected two [N, 2] arrays, got {predictions.shape} and {labels.shape}")
     keep = valid_label_mask(labels)
     scores = {name: ccc(predictions[keep, i], labels[keep, i]) for i, name in enumerate(TARGETS)}
     scores["mean"] = (scores["valence"] + scores["arousal"]) / 2.0

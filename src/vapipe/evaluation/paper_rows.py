@@ -188,16 +188,23 @@ def row_record(paper: str, row_id: str, row: dict, config: dict, metrics: pd.Dat
         members = [row["system"]]
         what = row["system"]
     features = [b for m in members for b in config["systems"][m]["features"]]
-    paper_features = [b for m in members for b in config["systems"][m].get("paper_features", config["systems"][m]["features"])]
+    paper_features = [
+        b for m in members for b in config["systems"][m].get("paper_features", config["systems"][m]["features"])
+    ]
     stand_ins = sorted({f"{p} -> {f}" for p, f in zip(paper_features, features) if p != f})
     record = {
-        "paper": paper, "table": row["table"], "row": row_id, "label": row["label"],
-        "system": what, "scored_on": scored_on,
+        "paper": paper,
+        "table": row["table"],
+        "row": row_id,
+        "label": row["label"],
+        "system": what,
+        "scored_on": scored_on,
         **{f"ours_{k}": ours.get(k, np.nan) for k in (*TARGETS, "mean", "n_frames")},
         "data": "demo (generated)" if config["dataset"].get("demo") else "Aff-Wild2",
         "weights": backbone_weights(features, config),
         "stand_ins": "; ".join(stand_ins),
-        "needs": row.get("needs", ""), "uses": row.get("uses", ""),
+        "needs": row.get("needs", ""),
+        "uses": row.get("uses", ""),
     }
     for split, values in row["paper"].items():
         for key in (*TARGETS, "mean"):
@@ -221,10 +228,16 @@ def paper_table(title: str, records: list[dict]) -> str:
     """Markdown: per row the paper's scores (every split it reports) beside ours, and how ours were made."""
     lines = [f"# {title}", ""]
     data = sorted({r["data"] for r in records})
-    lines.append(f"Ours measured on: {', '.join(data)}. CCC; 'ours' is never scored on frames a model or "
-                 "fusion was fitted or selected on (see 'scored on').")
-    lines += ["", "| table | row | paper: split | V | A | mean | ours: scored on | V | A | mean | system | features, weights | not reproduced |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines.append(
+        f"Ours measured on: {', '.join(data)}. CCC; 'ours' is never scored on frames a model or "
+        "fusion was fitted or selected on (see 'scored on')."
+    )
+    lines += [
+        "",
+        "| table | row | paper: split | V | A | mean | ours: scored on | V | A | mean | system "
+        "| features, weights | not reproduced |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in records:
         splits = list(dict.fromkeys(k.split("_")[1] for k in r if k.startswith("paper_")))
         paper_cells = [

@@ -28,8 +28,12 @@ def dropped_rows(n_rows: int, share: float, rng: np.random.Generator) -> np.ndar
 
 
 def missing_audio_sweep(
-    system: System, trials: list[TrialData], audio_features: list[str], smoothing_seconds: float = 0.0,
-    shares: tuple[float, ...] = SHARES, seed: int = 0,
+    system: System,
+    trials: list[TrialData],
+    audio_features: list[str],
+    smoothing_seconds: float = 0.0,
+    shares: tuple[float, ...] = SHARES,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """One row per share: share, valence, arousal, mean, n_frames (pooled over `trials`)."""
     if not audio_features:

@@ -22,13 +22,19 @@ def headline_row(metrics: pd.DataFrame) -> pd.Series:
 
 def models_table(metrics: dict[str, pd.DataFrame], systems: dict[str, dict], note: str) -> str:
     """One row per system: model, features, the fold scored, CCC valence / arousal / mean."""
-    lines = [note, "", "| system | model | features | scored on | valence | arousal | mean |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        note,
+        "",
+        "| system | model | features | scored on | valence | arousal | mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, table in metrics.items():
         row = headline_row(table)
         system = systems[name]
         params = system.get("params", {})
-        variant = ", ".join(f"{k} {str(params[k]).lower()}" for k in ("fusion", "gating", "variant", "temporal") if k in params)
+        variant = ", ".join(
+            f"{k} {str(params[k]).lower()}" for k in ("fusion", "gating", "variant", "temporal") if k in params
+        )
         model = system["model"] + (f" ({variant})" if variant else "")
         lines.append(
             f"| {name} | {model} | {', '.join(system['features'])} | {row.name} ({int(row['n_frames'])} frames) "
@@ -71,15 +77,28 @@ def markdown_page_html(text: str) -> str:
         elif line.strip():
             out.append(f"<p>{html.escape(line)}</p>")
     flush_table()
-    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><style>{PAGE_STYLE}</style></head><body>" + "\n".join(out) + "</body></html>\n"
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><style>{PAGE_STYLE}</style></head><body>"
+        + "\n".join(out)
+        + "</body></html>\n"
+    )
 
 
 def metrics_page(metrics: dict[str, pd.DataFrame]) -> str:
     """HTML page: one block of rows per system (its metrics table), in the order given."""
-    lines = ["# Metrics", "", "CCC per fold; fused systems: fit or out_of_bag (optimistic), grouped_cv, "
-             "grouped_cv_smoothed.", "", "| system | fold | valence | arousal | mean | frames |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# Metrics",
+        "",
+        "CCC per fold; fused systems: fit or out_of_bag (optimistic), grouped_cv, grouped_cv_smoothed.",
+        "",
+        "| system | fold | valence | arousal | mean | frames |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, table in metrics.items():
         for _, row in table.iterrows():
             frames = "" if pd.isna(row["n_frames"]) else int(row["n_frames"])
-            lines.append(f"| {name} | {row['fold']} | {row['valence']:.3f} | {row['arousal']:.3f} | {row['mean']:.3f} | {frames} |")
+            lines.append(
+                f"| {name} | {row['fold']} | {row['valence']:.3f} | {row['arousal']:.3f} | {row['mean']:.3f} "
+                f"| {frames} |"
+            )
     return markdown_page_html("\n".join(lines) + "\n")

@@ -175,8 +175,13 @@ class LogMelFrontEnd:
         self.device = device
         self.log_offset = log_offset
         self.transform = torchaudio.transforms.MelSpectrogram(
-            sample_rate=SAMPLE_RATE, n_fft=fft_size(self.win, n_mels), win_length=self.win, hop_length=self.hop,
-            n_mels=n_mels, center=True, power=2.0,
+            sample_rate=SAMPLE_RATE,
+            n_fft=fft_size(self.win, n_mels),
+            win_length=self.win,
+            hop_length=self.hop,
+            n_mels=n_mels,
+            center=True,
+            power=2.0,
         ).to(device)
 
     @torch.inference_mode()
@@ -252,8 +257,12 @@ class SpectrogramCNNBackbone(WindowedAudioBackbone):
         super().__init__(name, device, hop_seconds, batch_windows)
         overlay = {"file": str(weights)} if weights else None
         self.model = timm.create_model(
-            id, pretrained=bool(pretrained or weights), pretrained_cfg_overlay=overlay,
-            num_classes=0, in_chans=1, **(model_args or {}),
+            id,
+            pretrained=bool(pretrained or weights),
+            pretrained_cfg_overlay=overlay,
+            num_classes=0,
+            in_chans=1,
+            **(model_args or {}),
         )
         self.model.eval().requires_grad_(False).to(self.device)
         self.front_end = LogMelFrontEnd(n_mels, 25.0, hop_ms, 1e-6, self.device)
@@ -329,9 +338,14 @@ class VGGishBackbone(WindowedAudioBackbone):
         if len(samples) < minimum:
             samples = np.pad(samples, (0, minimum - len(samples)))
         return mel_features.log_mel_spectrogram(
-            samples, audio_sample_rate=SAMPLE_RATE, log_offset=p.LOG_OFFSET,
-            window_length_secs=p.STFT_WINDOW_LENGTH_SECONDS, hop_length_secs=p.STFT_HOP_LENGTH_SECONDS,
-            num_mel_bins=p.NUM_MEL_BINS, lower_edge_hertz=p.MEL_MIN_HZ, upper_edge_hertz=p.MEL_MAX_HZ,
+            samples,
+            audio_sample_rate=SAMPLE_RATE,
+            log_offset=p.LOG_OFFSET,
+            window_length_secs=p.STFT_WINDOW_LENGTH_SECONDS,
+            hop_length_secs=p.STFT_HOP_LENGTH_SECONDS,
+            num_mel_bins=p.NUM_MEL_BINS,
+            lower_edge_hertz=p.MEL_MIN_HZ,
+            upper_edge_hertz=p.MEL_MAX_HZ,
         ).astype(np.float32)
 
     @torch.inference_mode()

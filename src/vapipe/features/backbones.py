@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -64,8 +64,7 @@ EXTRACTION_KEYS = ("kind", "input", "batch_size", "num_workers", "seed", "flip",
 
 log = logging.getLogger(__name__)
 
-BACKBONE_KINDS: dict[str, Callable[..., "Backbone"]] = {}
-
+BACKBONE_KINDS: dict[str, Callable[..., Backbone]] = {}
 
 
 def register_backbone(kind: str):
@@ -107,9 +106,7 @@ def backbone_options(name: str, spec: dict) -> dict:
     """The kind's constructor arguments in `spec`; a kind or setting it does not know is named."""
     kind = spec.get("kind")
     if kind not in BACKBONE_KINDS:
-        raise ValueError(
-            f"backbone '{name}': unknown kind '{kind}'; known kinds: {', '.join(sorted(BACKBONE_KINDS))}"
-        )
+        raise ValueError(f"backbone '{name}': unknown kind '{kind}'; known kinds: {', '.join(sorted(BACKBONE_KINDS))}")
     options = {k: v for k, v in spec.items() if k not in EXTRACTION_KEYS}
     accepted = set(inspect.signature(BACKBONE_KINDS[kind].__init__).parameters) - {"self", "name", "device"}
     check_keys(f"backbones.{name}", options, accepted | set(BACKBONE_FIELDS))

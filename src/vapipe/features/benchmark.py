@@ -30,8 +30,8 @@ from vapipe.data.affwild2 import index_crops
 from vapipe.data.manifest import DatasetLayout, build_manifest
 from vapipe.features.audio import extract_audio, read_wav
 from vapipe.features.backbones import Backbone, create_backbone
-from vapipe.specs import BackboneSpec
 from vapipe.features.extract import FaceCrops, available_rows, embed_trial, extract_shard, flip_horizontally
+from vapipe.specs import BackboneSpec
 
 
 def merge_configs(paths: list[str]) -> dict:
@@ -62,11 +62,17 @@ def benchmark_backbones(
             embed_trial(backbone, spec, row, audio_paths, native)
         seconds = time.perf_counter() - built
         frames = int(manifest["n_rows"].sum())
-        rows.append({
-            "backbone": name, "kind": spec["kind"], "dim": backbone.dim, "frames": frames,
-            "build_s": round(built - start, 2), "embed_s": round(seconds, 2),
-            "frames_per_s": round(frames / seconds, 1),
-        })
+        rows.append(
+            {
+                "backbone": name,
+                "kind": spec["kind"],
+                "dim": backbone.dim,
+                "frames": frames,
+                "build_s": round(built - start, 2),
+                "embed_s": round(seconds, 2),
+                "frames_per_s": round(frames / seconds, 1),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -94,11 +100,16 @@ def bare_forward_seconds(backbone: Backbone, spec: dict, manifest: pd.DataFrame,
         for samples, fps in tracks.values():
             backbone.embed_waveform(samples, fps=fps)
         return time.perf_counter() - start
-    raise ValueError(f"backbone '{backbone.name}': --overhead measures face and audio backbones, not {backbone.modality}")
+    raise ValueError(
+        f"backbone '{backbone.name}': --overhead measures face and audio backbones, not {backbone.modality}"
+    )
 
 
 def extraction_overhead(
-    backbones: dict[str, dict], manifest: pd.DataFrame, audio_paths: dict[str, str], device: str = "cpu",
+    backbones: dict[str, dict],
+    manifest: pd.DataFrame,
+    audio_paths: dict[str, str],
+    device: str = "cpu",
     repeats: int = 3,
 ) -> pd.DataFrame:
     """Per backbone: frames/s of `extract_shard` and of the bare forward (best of `repeats`), and their ratio."""
@@ -114,11 +125,17 @@ def extraction_overhead(
                 extract_shard(name, spec, manifest, 0, 1, root, audio_paths, device=device, backbone=backbone)
                 job.append(time.perf_counter() - start)
         frames = int(manifest["n_rows"].sum())
-        rows.append({
-            "backbone": name, "kind": spec["kind"], "batch_size": BackboneSpec.from_dict(spec).batch_size,
-            "frames": frames, "bare_frames_per_s": round(frames / min(bare), 1),
-            "job_frames_per_s": round(frames / min(job), 1), "ratio": round(min(bare) / min(job), 3),
-        })
+        rows.append(
+            {
+                "backbone": name,
+                "kind": spec["kind"],
+                "batch_size": BackboneSpec.from_dict(spec).batch_size,
+                "frames": frames,
+                "bare_frames_per_s": round(frames / min(bare), 1),
+                "job_frames_per_s": round(frames / min(job), 1),
+                "ratio": round(min(bare) / min(job), 3),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -150,8 +167,10 @@ def main(argv: list[str] | None = None) -> None:
             table = extraction_overhead(backbones, manifest, audio, args.device, args.repeats)
         else:
             table = benchmark_backbones(backbones, manifest, audio, args.device)
-    print(f"{len(manifest)} trials, {int(manifest['n_rows'].sum())} frames, device {args.device}, "
-          f"{torch.get_num_threads()} torch threads")
+    print(
+        f"{len(manifest)} trials, {int(manifest['n_rows'].sum())} frames, device {args.device}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     print(table.to_string(index=False))
 
 

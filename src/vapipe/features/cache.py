@@ -49,7 +49,11 @@ class FeatureStore:
 
 
 def write_store(
-    path: str | Path, features: np.ndarray, valid: np.ndarray, attrs: dict, chunk_rows: int = 4096,
+    path: str | Path,
+    features: np.ndarray,
+    valid: np.ndarray,
+    attrs: dict,
+    chunk_rows: int = 4096,
     extra: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Write a store atomically: nothing at `path` looks complete until every array is written.

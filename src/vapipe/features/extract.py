@@ -110,8 +110,14 @@ def blank_face_features(
 
 
 def embed_face_views(
-    backbone: Backbone, crops_dir: str | Path, n_rows: int, batch_size: int, num_workers: int = 0,
-    crop_size: int = 112, flip: bool = False, progress: Progress | None = None,
+    backbone: Backbone,
+    crops_dir: str | Path,
+    n_rows: int,
+    batch_size: int,
+    num_workers: int = 0,
+    crop_size: int = 112,
+    flip: bool = False,
+    progress: Progress | None = None,
 ) -> FaceFeatures:
     """Embed the crops of rows 0 .. n_rows - 1 (and their mirror images with `flip`)."""
     crops, rows, (features, valid, flipped) = blank_face_features(crops_dir, n_rows, backbone.dim, flip)
@@ -128,7 +134,11 @@ def embed_face_views(
 
 
 def embed_face_trial(
-    backbone: Backbone, crops_dir: str | Path, n_rows: int, batch_size: int, num_workers: int = 0,
+    backbone: Backbone,
+    crops_dir: str | Path,
+    n_rows: int,
+    batch_size: int,
+    num_workers: int = 0,
     crop_size: int = 112,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed the crops of rows 0 .. n_rows - 1; rows without a crop are zero and invalid."""
@@ -137,8 +147,14 @@ def embed_face_trial(
 
 
 def embed_clip_trial(
-    backbone: Backbone, crops_dir: str | Path, n_rows: int, batch_size: int, num_workers: int = 0,
-    crop_size: int = 112, flip: bool = False, progress: Progress | None = None,
+    backbone: Backbone,
+    crops_dir: str | Path,
+    n_rows: int,
+    batch_size: int,
+    num_workers: int = 0,
+    crop_size: int = 112,
+    flip: bool = False,
+    progress: Progress | None = None,
 ) -> FaceFeatures:
     """Embed a clip centred on every row that has a crop (see `vapipe.features.clips`).
 
@@ -165,7 +181,10 @@ def embed_clip_trial(
 
 
 def embed_audio_trial(
-    backbone: Backbone, samples: np.ndarray, fps: float, n_rows: int,
+    backbone: Backbone,
+    samples: np.ndarray,
+    fps: float,
+    n_rows: int,
     native: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed a trial's audio and pool it onto its video rows (see vapipe.features.alignment)."""
@@ -179,7 +198,10 @@ def settings_fingerprint(backbone_name: str, spec: dict) -> str:
 
 
 def embed_trial(
-    backbone: Backbone, spec: dict, row, audio_paths: dict[str, str],
+    backbone: Backbone,
+    spec: dict,
+    row,
+    audio_paths: dict[str, str],
     native_by_video: dict[str, tuple[np.ndarray, np.ndarray]],
 ) -> FaceFeatures:
     """Features of one manifest row with the backbone's own path (crops, clips or audio)."""
@@ -229,14 +251,19 @@ def extract_shard(
     trials = shard_trials(manifest, shard, n_shards)
     settings_hash = settings_fingerprint(backbone_name, spec)
     todo = [
-        row for row in trials.itertuples()
+        row
+        for row in trials.itertuples()
         if not is_complete(store_path(feature_root, backbone_name, row.trial), settings_hash)
     ]
     todo_trials = {row.trial for row in todo}
     summary = [{"trial": t, "status": "cached"} for t in trials["trial"] if t not in todo_trials]
     log.info(
-        "%s shard %d/%d: %d trials, %d already cached", backbone_name, shard, n_shards,
-        len(trials), len(trials) - len(todo),
+        "%s shard %d/%d: %d trials, %d already cached",
+        backbone_name,
+        shard,
+        n_shards,
+        len(trials),
+        len(trials) - len(todo),
     )
     if not todo:
         return pd.DataFrame(summary)
@@ -254,21 +281,37 @@ def extract_shard(
             continue
         seconds = time.perf_counter() - start
         attrs = {
-            "backbone": backbone_name, "kind": spec["kind"], "id": spec["id"],
-            "pretrained": spec["pretrained"], "modality": backbone.modality,
-            "fps": float(row.fps), "trial": row.trial, "fingerprint": settings_hash,
+            "backbone": backbone_name,
+            "kind": spec["kind"],
+            "id": spec["id"],
+            "pretrained": spec["pretrained"],
+            "modality": backbone.modality,
+            "fps": float(row.fps),
+            "trial": row.trial,
+            "fingerprint": settings_hash,
             "flipped": flipped is not None,
         }
         extra = {"features_flipped": flipped} if flipped is not None else None
         write_store(store_path(feature_root, backbone_name, row.trial), features, valid, attrs, extra=extra)
         rate_fps = row.n_rows / seconds if seconds > 0 else float("inf")
         log.info(
-            "%s %s: %d rows, %.0f%% valid, %.1f s, %.1f frames/s", backbone_name, row.trial,
-            row.n_rows, 100 * valid.mean(), seconds, rate_fps,
+            "%s %s: %d rows, %.0f%% valid, %.1f s, %.1f frames/s",
+            backbone_name,
+            row.trial,
+            row.n_rows,
+            100 * valid.mean(),
+            seconds,
+            rate_fps,
         )
-        summary.append({
-            "trial": row.trial, "status": "computed", "n_rows": row.n_rows, "dim": features.shape[1],
-            "valid_fraction": round(float(valid.mean()), 4), "seconds": round(seconds, 3),
-            "frames_per_s": round(rate_fps, 1),
-        })
+        summary.append(
+            {
+                "trial": row.trial,
+                "status": "computed",
+                "n_rows": row.n_rows,
+                "dim": features.shape[1],
+                "valid_fraction": round(float(valid.mean()), 4),
+                "seconds": round(seconds, 3),
+                "frames_per_s": round(rate_fps, 1),
+            }
+        )
     return pd.DataFrame(summary).sort_values("trial")

@@ -26,7 +26,15 @@ import numpy as np
 import pandas as pd
 
 from vapipe.data.affwild2 import DatasetError
-from vapipe.features.cache import fingerprint, is_complete, read_extra, read_store, skipped_trial, store_path, write_store
+from vapipe.features.cache import (
+    fingerprint,
+    is_complete,
+    read_extra,
+    read_store,
+    skipped_trial,
+    store_path,
+    write_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +74,15 @@ def export_backbone(feature_root: str | Path, backbone: str, trials: list[str], 
                     group.attrs[key] = _attr_value(value)
                 dims.add(store.features.shape[1])
                 prints.add(store.attrs.get("fingerprint", ""))
-            handle.attrs.update({
-                "format": FORMAT, "version": VERSION, "backbone": backbone,
-                "dim": dims.pop() if len(dims) == 1 else -1,
-                "fingerprint": prints.pop() if len(prints) == 1 else "",
-            })
+            handle.attrs.update(
+                {
+                    "format": FORMAT,
+                    "version": VERSION,
+                    "backbone": backbone,
+                    "dim": dims.pop() if len(dims) == 1 else -1,
+                    "fingerprint": prints.pop() if len(prints) == 1 else "",
+                }
+            )
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -110,7 +122,9 @@ def read_trial(handle: h5py.File, trial: str, n_rows: int, file_name: str) -> di
     if "features_flipped" in group:
         flipped = np.asarray(group["features_flipped"][:], dtype=np.float32)
         if flipped.shape != features.shape:
-            raise DatasetError(f"{file_name}: trial '{trial}' features_flipped {flipped.shape} != features {features.shape}")
+            raise DatasetError(
+                f"{file_name}: trial '{trial}' features_flipped {flipped.shape} != features {features.shape}"
+            )
         arrays["features_flipped"] = flipped
     return arrays
 
@@ -149,15 +163,26 @@ def import_shard(
                 continue
             features, valid = arrays.pop("features"), arrays.pop("valid")
             attrs = {
-                "backbone": backbone_name, "kind": "hdf5", "id": str(path), "pretrained": False,
-                "modality": "face" if spec["input"] == "face" else "audio", "fps": float(row.fps),
-                "trial": row.trial, "fingerprint": settings_hash, "flipped": "features_flipped" in arrays,
+                "backbone": backbone_name,
+                "kind": "hdf5",
+                "id": str(path),
+                "pretrained": False,
+                "modality": "face" if spec["input"] == "face" else "audio",
+                "fps": float(row.fps),
+                "trial": row.trial,
+                "fingerprint": settings_hash,
+                "flipped": "features_flipped" in arrays,
             }
             write_store(target, features, valid, attrs, extra=arrays or None)
-            summary.append({
-                "trial": row.trial, "status": "imported", "n_rows": int(row.n_rows), "dim": features.shape[1],
-                "valid_fraction": round(float(valid.mean()), 4),
-            })
+            summary.append(
+                {
+                    "trial": row.trial,
+                    "status": "imported",
+                    "n_rows": int(row.n_rows),
+                    "dim": features.shape[1],
+                    "valid_fraction": round(float(valid.mean()), 4),
+                }
+            )
     log.info("%s: %d trials from %s", backbone_name, len(summary), path)
     return pd.DataFrame(summary).sort_values("trial")
 

@@ -26,7 +26,11 @@ def as_stored(measure: np.ndarray) -> np.ndarray:
 
 
 def write_mask(
-    path: str | Path, mask: str, measure: np.ndarray, valid: np.ndarray, threshold: float,
+    path: str | Path,
+    mask: str,
+    measure: np.ndarray,
+    valid: np.ndarray,
+    threshold: float,
     attrs: dict[str, Any],
 ) -> None:
     """Write a mask store: the measure as [T, 1], unknown rows zeroed, the threshold in attrs."""

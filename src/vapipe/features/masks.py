@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,10 @@ from scipy.ndimage import minimum_filter1d
 from vapipe.data.affwild2 import DatasetError, index_crops
 from vapipe.features.alignment import frame_spans
 from vapipe.features.audio import SAMPLE_RATE, read_wav
-from vapipe.features.cache import FeatureStore, fingerprint, is_complete, read_store, write_store
+from vapipe.features.cache import fingerprint, is_complete
 from vapipe.features.extract import shard_trials
-from vapipe.specs import MouthSpec, VadSpec
 from vapipe.features.mask_store import as_stored, mask_binary, mask_path, read_mask, speech_frames, write_mask  # noqa: F401
+from vapipe.specs import MouthSpec, VadSpec
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,9 @@ class FaceMesh:
 
         self.size = settings.image_size
         self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+            static_image_mode=True,
+            max_num_faces=1,
+            refine_landmarks=False,
             min_detection_confidence=settings.min_detection_confidence,
         )
 
@@ -161,7 +163,7 @@ class FaceMesh:
         """Free the graph."""
         self._mesh.close()
 
-    def __enter__(self) -> "FaceMesh":
+    def __enter__(self) -> FaceMesh:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -227,9 +229,7 @@ def otsu_threshold(values: np.ndarray) -> float | None:
     return float((v[best] + v[best + 1]) / 2)
 
 
-def mouth_opening(
-    gaps: np.ndarray, fps: float, settings: MouthSpec
-) -> tuple[np.ndarray, np.ndarray, float]:
+def mouth_opening(gaps: np.ndarray, fps: float, settings: MouthSpec) -> tuple[np.ndarray, np.ndarray, float]:
     """Mouth-open measure (as stored), known-ness and the trial's threshold from per-row lip gaps.
 
     Dresvyanskiy et al. (ABAW 2024, sec. 4.2.1) only say that MediaPipe mouth landmarks decide
@@ -269,25 +269,29 @@ def _settings_hash(mask: str, settings: VadSpec | MouthSpec) -> str:
 
 def _todo(trials: pd.DataFrame, mask_root: str | Path, mask: str, settings_hash: str) -> list:
     """Manifest rows whose store is missing or was made with other settings."""
-    return [
-        row for row in trials.itertuples()
-        if not is_complete(mask_path(mask_root, mask, row.trial), settings_hash)
-    ]
+    return [row for row in trials.itertuples() if not is_complete(mask_path(mask_root, mask, row.trial), settings_hash)]
 
 
 def _summary_row(row: Any, measure_valid: np.ndarray, binary: np.ndarray, seconds: float) -> dict:
     """One computed trial's line of a shard summary."""
     return {
-        "trial": row.trial, "status": "computed", "n_rows": int(row.n_rows),
+        "trial": row.trial,
+        "status": "computed",
+        "n_rows": int(row.n_rows),
         "valid_fraction": round(float(measure_valid.mean()), 4),
-        "positive_fraction": round(float(binary.mean()), 4), "seconds": round(seconds, 3),
+        "positive_fraction": round(float(binary.mean()), 4),
+        "seconds": round(seconds, 3),
         "seconds_per_1000_frames": round(1000 * seconds / max(int(row.n_rows), 1), 3),
     }
 
 
 def detect_voice_activity_shard(
-    manifest: pd.DataFrame, shard: int, n_shards: int, audio_paths: dict[str, str],
-    mask_root: str | Path, settings: VadSpec,
+    manifest: pd.DataFrame,
+    shard: int,
+    n_shards: int,
+    audio_paths: dict[str, str],
+    mask_root: str | Path,
+    settings: VadSpec,
 ) -> pd.DataFrame:
     """Write the ``vad`` mask of every trial of one shard; returns one summary row per trial."""
     trials = shard_trials(manifest, shard, n_shards)
@@ -301,8 +305,13 @@ def detect_voice_activity_shard(
         if row.video not in active_by_video:  # _left and _right share one audio track
             active_by_video[row.video] = video_speech(model, audio_paths[row.video], settings)
         measure, valid = voice_activity(active_by_video[row.video], row.n_rows, row.fps)
-        attrs = {"fps": float(row.fps), "trial": row.trial, "fingerprint": settings_hash,
-                 "settings": asdict(settings), "measure": "share of the frame's span inside speech"}
+        attrs = {
+            "fps": float(row.fps),
+            "trial": row.trial,
+            "fingerprint": settings_hash,
+            "settings": asdict(settings),
+            "measure": "share of the frame's span inside speech",
+        }
         write_mask(mask_path(mask_root, "vad", row.trial), "vad", measure, valid, settings.frame_fraction, attrs)
         seconds = time.perf_counter() - start
         binary = valid & (measure >= settings.frame_fraction)
@@ -312,7 +321,11 @@ def detect_voice_activity_shard(
 
 
 def detect_mouth_open_shard(
-    manifest: pd.DataFrame, shard: int, n_shards: int, mask_root: str | Path, settings: MouthSpec,
+    manifest: pd.DataFrame,
+    shard: int,
+    n_shards: int,
+    mask_root: str | Path,
+    settings: MouthSpec,
 ) -> pd.DataFrame:
     """Write the ``mouth`` mask of every trial of one shard; returns one summary row per trial."""
     trials = shard_trials(manifest, shard, n_shards)
@@ -326,15 +339,24 @@ def detect_mouth_open_shard(
             start = time.perf_counter()
             gaps = trial_lip_gaps(mesh, row.crops_dir, row.n_rows)
             measure, valid, threshold = mouth_opening(gaps, row.fps, settings)
-            attrs = {"fps": float(row.fps), "trial": row.trial, "fingerprint": settings_hash,
-                     "settings": asdict(settings),
-                     "measure": "smoothed lip gap over inter-ocular distance, less its running minimum"}
+            attrs = {
+                "fps": float(row.fps),
+                "trial": row.trial,
+                "fingerprint": settings_hash,
+                "settings": asdict(settings),
+                "measure": "smoothed lip gap over inter-ocular distance, less its running minimum",
+            }
             write_mask(mask_path(mask_root, "mouth", row.trial), "mouth", measure, valid, threshold, attrs)
             seconds = time.perf_counter() - start
             binary = valid & (measure >= threshold)
             summary.append(_summary_row(row, valid, binary, seconds))
             log.info(
                 "mouth %s: %d rows, %.0f%% with landmarks, %.0f%% open (threshold %.4f), %.2f s",
-                row.trial, row.n_rows, 100 * valid.mean(), 100 * binary.mean(), threshold, seconds,
+                row.trial,
+                row.n_rows,
+                100 * valid.mean(),
+                100 * binary.mean(),
+                threshold,
+                seconds,
             )
     return pd.DataFrame(summary).sort_values("trial")

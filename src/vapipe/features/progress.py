@@ -25,6 +25,12 @@ class Progress:
             self.last = now
             rate = self.done / max(now - self.start, 1e-9)
             log.info(
-                "%s: %.0f/%.0f %s (%.0f%%), %.1f %s/s", self.label, self.done, self.total, self.unit,
-                100.0 * self.done / max(self.total, 1e-9), rate, self.unit,
+                "%s: %.0f/%.0f %s (%.0f%%), %.1f %s/s",
+                self.label,
+                self.done,
+                self.total,
+                self.unit,
+                100.0 * self.done / max(self.total, 1e-9),
+                rate,
+                self.unit,
             )

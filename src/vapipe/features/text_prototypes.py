@@ -54,8 +54,9 @@ def byte_level_clip_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[])
 
 
-def load_text_tower(model_id_or_dir: str, pretrained: bool, weights: str | None = None,
-                    config: dict | None = None, seed: int = 0):
+def load_text_tower(
+    model_id_or_dir: str, pretrained: bool, weights: str | None = None, config: dict | None = None, seed: int = 0
+):
     """(CLIPTextModelWithProjection, tokenizer), the ecosystem's way.
 
     ``weights`` (a local folder) replaces the hub id; a whole-CLIP checkpoint keeps its top-level
@@ -76,8 +77,12 @@ def load_text_tower(model_id_or_dir: str, pretrained: bool, weights: str | None 
         tokenizer = AutoTokenizer.from_pretrained(source)
     else:
         tokenizer = byte_level_clip_tokenizer()
-        specials = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-                    "pad_token_id": tokenizer.pad_token_id, "vocab_size": len(tokenizer)}
+        specials = {
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+            "vocab_size": len(tokenizer),
+        }
         with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's RNG
             torch.manual_seed(seed)
             model = CLIPTextModelWithProjection(CLIPTextConfig(**{**(config or {}), **specials}))
@@ -110,8 +115,9 @@ def compute_prototypes(
     for prompts in region_prompts(templates):
         embeddings = []
         for prompt in prompts:
-            ids = tokenizer(prompt, return_tensors="pt", truncation=True,
-                            max_length=model.config.max_position_embeddings).to(device)
+            ids = tokenizer(
+                prompt, return_tensors="pt", truncation=True, max_length=model.config.max_position_embeddings
+            ).to(device)
             embeddings.append(model(**ids).text_embeds[0].float())
         unit = torch.nn.functional.normalize(torch.stack(embeddings), dim=-1)
         rows.append(unit.mean(dim=0))
@@ -132,8 +138,12 @@ def save_prototypes(path: str | Path, array: np.ndarray, meta: dict | None = Non
     with open(tmp, "wb") as handle:  # a handle: np.save would append .npy to a bare name
         np.save(handle, array)
     os.replace(tmp, path)
-    info = {"regions": [{"valence": v, "arousal": a, "description": d} for v, a, d in REGIONS],
-            "templates": list(TEMPLATES), "shape": list(array.shape), **(meta or {})}
+    info = {
+        "regions": [{"valence": v, "arousal": a, "description": d} for v, a, d in REGIONS],
+        "templates": list(TEMPLATES),
+        "shape": list(array.shape),
+        **(meta or {}),
+    }
     meta_path = path.with_suffix(".json")
     tmp = meta_path.with_name(f".{meta_path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(info, indent=2))

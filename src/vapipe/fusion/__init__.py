@@ -29,8 +29,21 @@ from vapipe.fusion.folds import (
 from vapipe.fusion.forest import ForestFusion
 
 __all__ = [
-    "FUSION_METHODS", "DirichletWeightedFusion", "ForestFusion", "LateFusion", "align_predictions",
-    "apply_weights", "average_folds", "create_fusion", "dirichlet_pool", "frame_labels", "fused_table",
-    "fusion_options", "list_fusions", "out_of_fold_predictions", "pool_ccc", "register_fusion",
+    "FUSION_METHODS",
+    "DirichletWeightedFusion",
+    "ForestFusion",
+    "LateFusion",
+    "align_predictions",
+    "apply_weights",
+    "average_folds",
+    "create_fusion",
+    "dirichlet_pool",
+    "frame_labels",
+    "fused_table",
+    "fusion_options",
+    "list_fusions",
+    "out_of_fold_predictions",
+    "pool_ccc",
+    "register_fusion",
     "targetwise_fold_selection",
 ]

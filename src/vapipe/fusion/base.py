@@ -110,7 +110,7 @@ class LateFusion(BaseEstimator):
     def _predict_frames(self, preds: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} does not implement _predict_frames")
 
-    def _split_fusion(self, preds: np.ndarray, labels: np.ndarray) -> "LateFusion":
+    def _split_fusion(self, preds: np.ndarray, labels: np.ndarray) -> LateFusion:
         """A fusion fitted on one split's training frames (annotated), that predicts its test frames."""
         fold = clone(self)
         fold.n_models_ = preds.shape[1]
@@ -119,7 +119,7 @@ class LateFusion(BaseEstimator):
 
     # --- the shared contract --------------------------------------------------------------------
 
-    def fit(self, preds, labels, groups=None) -> "LateFusion":
+    def fit(self, preds, labels, groups=None) -> LateFusion:
         preds = check_base_predictions(preds, labels)
         labels = np.asarray(labels, dtype=np.float64)
         keep = valid_label_mask(labels)
@@ -133,7 +133,8 @@ class LateFusion(BaseEstimator):
         scores = self._fit_frames(preds[keep], labels[keep])
         self.fit_scores_ = {
             **{t: float(scores[t]) for t in TARGETS},
-            "mean": float(np.mean([scores[t] for t in TARGETS])), "n_frames": int(keep.sum()),
+            "mean": float(np.mean([scores[t] for t in TARGETS])),
+            "n_frames": int(keep.sum()),
         }
         self.cv_scores_ = self.cv_predictions_ = None
         if splits is not None:
@@ -154,10 +155,15 @@ class LateFusion(BaseEstimator):
     def summary(self, models: list[str] | None = None) -> dict:
         """JSON-ready record: method, options, the fit score's name and both scores. Subclasses add
         what they fitted (weights, hyper-parameters), by model name where given."""
-        return _json_ready({
-            "method": self.method, **self.get_params(), "fit_score_name": self.fit_score_name,
-            "fit_scores": self.fit_scores_, "cv_scores": self.cv_scores_,
-        })
+        return _json_ready(
+            {
+                "method": self.method,
+                **self.get_params(),
+                "fit_score_name": self.fit_score_name,
+                "fit_scores": self.fit_scores_,
+                "cv_scores": self.cv_scores_,
+            }
+        )
 
     def model_names(self, models: list[str] | None = None) -> list[str]:
         """The base models' names, or model0, model1, ... when none are given."""

@@ -22,7 +22,6 @@ from vapipe.evaluation.metrics import valid_label_mask
 from vapipe.fusion.base import (  # check_base_predictions, grouped_splits: re-exported here
     LateFusion,
     check_base_predictions,
-    grouped_splits,
     pyplot,
     register_fusion,
     save_figure,
@@ -129,10 +128,7 @@ class DirichletWeightedFusion(LateFusion):
         preds = check_base_predictions(preds, labels)
         labels = np.asarray(labels, dtype=np.float64)
         keep = valid_label_mask(labels)
-        return {
-            t: pool_ccc(self.pools_[t], moments(preds[keep, :, i], labels[keep, i]))
-            for i, t in enumerate(TARGETS)
-        }
+        return {t: pool_ccc(self.pools_[t], moments(preds[keep, :, i], labels[keep, i])) for i, t in enumerate(TARGETS)}
 
     def summary(self, models: list[str] | None = None) -> dict:
         """JSON-ready record: pool, seed, weights per target (by model name if given), scores."""
@@ -145,14 +141,21 @@ class DirichletWeightedFusion(LateFusion):
         plt = pyplot()
         models = self.model_names(models)
         scores = self.pool_scores(preds, labels)
-        fig, axes = plt.subplots(len(TARGETS), len(models), figsize=(3.2 * len(models), 5.6),
-                                 squeeze=False, sharey="row")
+        fig, axes = plt.subplots(
+            len(TARGETS), len(models), figsize=(3.2 * len(models), 5.6), squeeze=False, sharey="row"
+        )
         for i, target in enumerate(TARGETS):
             for m, model in enumerate(models):
                 ax = axes[i, m]
                 ax.scatter(self.pools_[target][:, m], scores[target], s=2, alpha=0.3, color="tab:blue")
-                ax.scatter([self.weights_[target][m]], [scores[target].max()], color="tab:red", marker="*",
-                           s=120, label="chosen")
+                ax.scatter(
+                    [self.weights_[target][m]],
+                    [scores[target].max()],
+                    color="tab:red",
+                    marker="*",
+                    s=120,
+                    label="chosen",
+                )
                 ax.set_xlabel(f"weight of {model}")
                 if m == 0:
                     ax.set_ylabel(f"{target} CCC of the draw")

@@ -38,9 +38,7 @@ def _indexed(table: pd.DataFrame, name: str, what: str) -> pd.DataFrame:
     return indexed
 
 
-def align_predictions(
-    tables: Mapping[str, pd.DataFrame], what: str = "model"
-) -> tuple[pd.DataFrame, np.ndarray]:
+def align_predictions(tables: Mapping[str, pd.DataFrame], what: str = "model") -> tuple[pd.DataFrame, np.ndarray]:
     """(keys [N] trial, frame(, set) sorted by trial then frame, preds [N, M, 2]) of M tables.
 
     Every table must predict exactly the same (trial, frame) pairs: a frame that one table has and
@@ -79,9 +77,7 @@ def align_predictions(
                     f"'{other[i]}', {what} '{with_set[0]}' has it in '{reference[i]}'"
                 )
         keys["set"] = reference
-    preds = np.stack(
-        [indexed[n][list(TARGETS)].reindex(union).to_numpy(dtype=np.float64) for n in names], axis=1
-    )
+    preds = np.stack([indexed[n][list(TARGETS)].reindex(union).to_numpy(dtype=np.float64) for n in names], axis=1)
     return keys, preds
 
 
@@ -120,7 +116,8 @@ def out_of_fold_predictions(frames_by_fold: Mapping[str, pd.DataFrame]) -> pd.Da
     """
     heldout = [
         frames[frames["set"] == "heldout"].assign(fold=fold)
-        for fold, frames in frames_by_fold.items() if fold != OFFICIAL
+        for fold, frames in frames_by_fold.items()
+        if fold != OFFICIAL
     ]
     if not heldout:
         raise ValueError("out_of_fold_predictions: no K-fold tables given (only 'official' or none)")

@@ -94,8 +94,11 @@ class ForestFusion(LateFusion):
 
     def _forest(self, **params) -> RandomForestRegressor:
         return RandomForestRegressor(
-            random_state=self.seed, max_samples=self.max_samples,
-            min_samples_leaf=self.min_samples_leaf, n_jobs=self.n_jobs, **params,
+            random_state=self.seed,
+            max_samples=self.max_samples,
+            min_samples_leaf=self.min_samples_leaf,
+            n_jobs=self.n_jobs,
+            **params,
         )
 
     def _select(self, X: np.ndarray, y: np.ndarray) -> tuple[list[dict], RandomForestRegressor | None]:
@@ -134,7 +137,7 @@ class ForestFusion(LateFusion):
         self.selection_ = pd.DataFrame(selection, columns=["target", "criterion", "n_estimators", "oob_ccc"])
         return scores
 
-    def _split_fusion(self, preds: np.ndarray, labels: np.ndarray) -> "ForestFusion":
+    def _split_fusion(self, preds: np.ndarray, labels: np.ndarray) -> ForestFusion:
         """Forests of the chosen (n_estimators, criterion), same seed, grown on one split's frames."""
         X = stack_features(preds)
         fold = clone(self)
@@ -162,8 +165,7 @@ class ForestFusion(LateFusion):
             grid = self.selection_[self.selection_["target"] == target]
             for criterion, rows in grid.groupby("criterion"):
                 ax.plot(rows["n_estimators"], rows["oob_ccc"], marker="o", label=f"out-of-bag, {criterion}")
-            ax.axhline(self.cv_scores_[target], color="black", linestyle="--",
-                       label="trial-grouped CV (chosen forest)")
+            ax.axhline(self.cv_scores_[target], color="black", linestyle="--", label="trial-grouped CV (chosen forest)")
             ax.set_xscale("log")
             ax.set_xlabel("n_estimators")
             ax.set_title(target)

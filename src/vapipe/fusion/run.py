@@ -77,8 +77,11 @@ def fuse_systems(
     summary |= {"systems": systems, "folds": list(next(iter(upsampled.values()))), "n_fitting_frames": len(keys)}
     smoothed = score_predictions(frames[frames["set"] == "heldout"], manifest)
     metrics = pd.DataFrame(
-        [{"fold": fuser.fit_score_name, **fuser.fit_scores_}, {"fold": CV_ROW, **fuser.cv_scores_},
-         {"fold": HEADLINE_ROW, **smoothed}],
+        [
+            {"fold": fuser.fit_score_name, **fuser.fit_scores_},
+            {"fold": CV_ROW, **fuser.cv_scores_},
+            {"fold": HEADLINE_ROW, **smoothed},
+        ],
         columns=["fold", *TARGETS, "mean", "n_frames"],
     )
     return frames, summary, metrics, (fuser, preds, labels)

@@ -42,15 +42,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from vapipe.va_regions import REGIONS, region_centres
 from vapipe.models import register_model
 from vapipe.models.tcn import TemporalConvNet
+from vapipe.va_regions import REGIONS, region_centres
 
 # --- pure helpers --------------------------------------------------------------------------------
 
 
-def split_modalities(input_dims: dict[str, int], visual: str | None = None,
-                     audio: str | None = None) -> tuple[str, str]:
+def split_modalities(
+    input_dims: dict[str, int], visual: str | None = None, audio: str | None = None
+) -> tuple[str, str]:
     """(visual, audio) feature names: as given, else the one name starting with 'face' and the other."""
     if visual is None:
         faces = [n for n in input_dims if n.startswith("face") and n != audio]
@@ -113,8 +114,14 @@ class BiGRUEncoder(nn.Module):
         if hidden % 2:
             raise ValueError(f"hidden must be even (two GRU directions), got {hidden}")
         self.project = nn.Sequential(nn.Linear(in_dim, hidden), nn.Dropout(dropout))
-        self.gru = nn.GRU(hidden, hidden // 2, num_layers=layers, batch_first=True, bidirectional=True,
-                          dropout=dropout if layers > 1 else 0.0)
+        self.gru = nn.GRU(
+            hidden,
+            hidden // 2,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T, D] -> [B, T, hidden]."""
@@ -239,18 +246,22 @@ class DASP(nn.Module):
         if fusion not in FUSIONS:
             raise ValueError(f"fusion '{fusion}' is not one of {', '.join(FUSIONS)}")
         self.visual, self.audio = split_modalities(input_dims, visual, audio)
-        settings = {"hidden": hidden, "gru_layers": gru_layers, "tcn_levels": tcn_levels,
-                    "tcn_kernel": tcn_kernel, "dropout": dropout}
-        self.encoders = nn.ModuleDict({
-            name: TEMPORAL_ENCODERS[temporal](input_dims[name], settings) for name in (self.visual, self.audio)
-        })
+        settings = {
+            "hidden": hidden,
+            "gru_layers": gru_layers,
+            "tcn_levels": tcn_levels,
+            "tcn_kernel": tcn_kernel,
+            "dropout": dropout,
+        }
+        self.encoders = nn.ModuleDict(
+            {name: TEMPORAL_ENCODERS[temporal](input_dims[name], settings) for name in (self.visual, self.audio)}
+        )
         self.fusion = FUSIONS[fusion](hidden, heads, dropout)
         self.head = nn.Sequential(
             nn.Linear(hidden, hidden // 2), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden // 2, 2), nn.Tanh()
         )
         self.soft_prompt = (
-            None if prototypes is None
-            else DistanceAwareSoftPrompt(hidden, load_prototypes(prototypes), temperature)
+            None if prototypes is None else DistanceAwareSoftPrompt(hidden, load_prototypes(prototypes), temperature)
         )
         self.register_buffer("centres", torch.from_numpy(region_centres()), persistent=False)
         self.sigma = float(sigma)

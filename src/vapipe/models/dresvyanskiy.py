@@ -80,8 +80,9 @@ class TransformerTemporalEncoder(nn.Module):
         if dim % heads:
             raise ValueError(f"feature width {dim} is not divisible by {heads} attention heads")
         self.position = SinusoidalPositionalEncoding(dim, dropout)
-        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=feedforward or dim, dropout=dropout,
-                                           batch_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=feedforward or dim, dropout=dropout, batch_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.heads = heads
         self.layers = layers
@@ -189,7 +190,9 @@ class DresvyanskiyAudio(nn.Module):
             # divides: the transformer variants first project to `embed_dim` (None: as they come).
             width = embed_dim or in_dim
             project = nn.Linear(in_dim, width) if embed_dim else nn.Identity()
-            self.temporal = nn.Sequential(project, TransformerTemporalEncoder(width, layers, heads or spec["heads"], dropout))
+            self.temporal = nn.Sequential(
+                project, TransformerTemporalEncoder(width, layers, heads or spec["heads"], dropout)
+            )
         self.aggregate = TemporalConvAggregation(width, conv_kernel, conv_dilation)
         self.head = nn.Sequential(  # feature compression, then prediction (sec. 3.1)
             nn.Linear(width, head_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(head_hidden, 2), nn.Tanh()

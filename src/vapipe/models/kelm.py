@@ -22,8 +22,9 @@ from sklearn.preprocessing import StandardScaler
 from vapipe.evaluation.metrics import ccc, valid_label_mask
 
 
-def window_bounds(n_frames: int, fps: float, window_seconds: float = 2.0,
-                  step_seconds: float | None = None) -> list[tuple[int, int]]:
+def window_bounds(
+    n_frames: int, fps: float, window_seconds: float = 2.0, step_seconds: float | None = None
+) -> list[tuple[int, int]]:
     """[start, stop) frame ranges of windows of ``window_seconds`` every ``step_seconds`` (default:
     the window, i.e. non-overlapping); the last window is cut at the end so every frame is covered."""
     length = max(1, int(round(window_seconds * fps)))
@@ -39,9 +40,13 @@ def window_bounds(n_frames: int, fps: float, window_seconds: float = 2.0,
 FUNCTIONALS = {"mean": np.mean, "min": np.min, "max": np.max}
 
 
-def window_functionals(features: np.ndarray, fps: float, window_seconds: float = 2.0,
-                       step_seconds: float | None = None,
-                       functionals: tuple[str, ...] = ("mean", "min", "max")) -> tuple[np.ndarray, np.ndarray]:
+def window_functionals(
+    features: np.ndarray,
+    fps: float,
+    window_seconds: float = 2.0,
+    step_seconds: float | None = None,
+    functionals: tuple[str, ...] = ("mean", "min", "max"),
+) -> tuple[np.ndarray, np.ndarray]:
     """([N, len(functionals) * D] the functionals of each window's frames, in the order given,
     [N] window centre frames). Table 4 of the paper compares (mean, min, max), (mean, max), (mean, min)."""
     features = np.asarray(features)
@@ -52,15 +57,22 @@ def window_functionals(features: np.ndarray, fps: float, window_seconds: float =
         raise ValueError(f"functionals must be a non-empty list of {', '.join(FUNCTIONALS)}, got {list(functionals)}")
     bounds = window_bounds(len(features), fps, window_seconds, step_seconds)
     functions = [FUNCTIONALS[f] for f in functionals]
-    functionals = np.stack([
-        np.concatenate([f(features[s:e], axis=0) for f in functions]) for s, e in bounds
-    ]) if bounds else np.zeros((0, len(functions) * features.shape[1]), features.dtype)
+    functionals = (
+        np.stack([np.concatenate([f(features[s:e], axis=0) for f in functions]) for s, e in bounds])
+        if bounds
+        else np.zeros((0, len(functions) * features.shape[1]), features.dtype)
+    )
     centres = np.array([(s + e - 1) // 2 for s, e in bounds], dtype=np.int64)
     return functionals.astype(np.float32), centres
 
 
-def window_targets(labels: np.ndarray, fps: float, window_seconds: float = 2.0,
-                   step_seconds: float | None = None, invalid: float = -5.0) -> np.ndarray:
+def window_targets(
+    labels: np.ndarray,
+    fps: float,
+    window_seconds: float = 2.0,
+    step_seconds: float | None = None,
+    invalid: float = -5.0,
+) -> np.ndarray:
     """[N, 2] mean label of each window's annotated frames (``invalid`` where none is annotated)."""
     labels = np.asarray(labels, dtype=np.float64)
     keep = valid_label_mask(labels)
@@ -113,7 +125,7 @@ class KELMRegressor(BaseEstimator, RegressorMixin):
         keep = valid_label_mask(y) if y.ndim == 2 else np.isfinite(y) & (y != -5.0)
         return X[keep], y[keep]
 
-    def fit(self, X, y, val_X=None, val_y=None) -> "KELMRegressor":
+    def fit(self, X, y, val_X=None, val_y=None) -> KELMRegressor:
         """Fit on (X, y); with a validation set, choose (kernel, C) on it first."""
         X, y = self._valid(X, y)
         self.scaler_ = StandardScaler().fit(X) if self.standardize else None

@@ -18,9 +18,7 @@ class MultiScaleTCN(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int, levels: int, kernel_sizes: Sequence[int], dropout: float):
         super().__init__()
-        self.branches = nn.ModuleList(
-            [TemporalConvNet(in_dim, hidden, levels, k, dropout) for k in kernel_sizes]
-        )
+        self.branches = nn.ModuleList([TemporalConvNet(in_dim, hidden, levels, k, dropout) for k in kernel_sizes])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T, D] -> [B, T, len(kernel_sizes) * hidden]."""
@@ -67,10 +65,7 @@ class MSTCNCMA(nn.Module):
         super().__init__()
         self.visual, self.audio = split_modalities(input_dims, visual, audio)
         self.encoders = nn.ModuleDict(
-            {
-                m: MultiScaleTCN(input_dims[m], hidden, levels, kernel_sizes, dropout)
-                for m in [self.visual, *self.audio]
-            }
+            {m: MultiScaleTCN(input_dims[m], hidden, levels, kernel_sizes, dropout) for m in [self.visual, *self.audio]}
         )
         self.attention = nn.ModuleDict({m: CrossModalAttention() for m in self.audio})
         self.stream_dim = hidden * len(kernel_sizes)

@@ -36,9 +36,7 @@ class TemporalConvNet(nn.Module):
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd to keep the length, got {kernel_size}")
         self.project = nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.Dropout(dropout))
-        self.blocks = nn.Sequential(
-            *[TemporalBlock(hidden, kernel_size, 2**i, dropout) for i in range(levels)]
-        )
+        self.blocks = nn.Sequential(*[TemporalBlock(hidden, kernel_size, 2**i, dropout) for i in range(levels)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T, D] -> [B, T, hidden]."""

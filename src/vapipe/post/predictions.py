@@ -19,22 +19,30 @@ def postprocess_trial(
     return dense
 
 
-def postprocess_predictions(
-    raw: pd.DataFrame, manifest: pd.DataFrame, smoothing_seconds: float
-) -> pd.DataFrame:
+def postprocess_predictions(raw: pd.DataFrame, manifest: pd.DataFrame, smoothing_seconds: float) -> pd.DataFrame:
     """Per-frame table trial, frame (1-based), valence, arousal, set from raw (trial, time, ...)."""
     info = manifest.set_index("trial")
     out = []
     for (trial, subset), group in raw.groupby(["trial", "set"], sort=True):
         row = info.loc[trial]
         dense = postprocess_trial(
-            group["time"].to_numpy(), group[["valence", "arousal"]].to_numpy(),
-            int(row["n_rows"]), float(row["fps"]), smoothing_seconds,
+            group["time"].to_numpy(),
+            group[["valence", "arousal"]].to_numpy(),
+            int(row["n_rows"]),
+            float(row["fps"]),
+            smoothing_seconds,
         )
-        out.append(pd.DataFrame({
-            "trial": trial, "frame": np.arange(1, len(dense) + 1),
-            "valence": dense[:, 0], "arousal": dense[:, 1], "set": subset,
-        }))
+        out.append(
+            pd.DataFrame(
+                {
+                    "trial": trial,
+                    "frame": np.arange(1, len(dense) + 1),
+                    "valence": dense[:, 0],
+                    "arousal": dense[:, 1],
+                    "set": subset,
+                }
+            )
+        )
     return pd.concat(out, ignore_index=True)
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def upsample_to_frames(
-    times: np.ndarray, values: np.ndarray, frame_times: np.ndarray
-) -> np.ndarray:
+def upsample_to_frames(times: np.ndarray, values: np.ndarray, frame_times: np.ndarray) -> np.ndarray:
     """Linearly interpolate [N, C] values at `times` onto `frame_times`, holding the edge values.
 
     Used for low-rate (e.g. 5 FPS) model outputs; at the native rate it is the identity.
@@ -21,9 +19,7 @@ def upsample_to_frames(
     if np.any(np.diff(times) <= 0):
         raise ValueError("upsample_to_frames: times must increase strictly")
     # np.interp holds the first/last value outside [times[0], times[-1]].
-    return np.stack(
-        [np.interp(frame_times, times, values[:, c]) for c in range(values.shape[1])], axis=1
-    )
+    return np.stack([np.interp(frame_times, times, values[:, c]) for c in range(values.shape[1])], axis=1)
 
 
 def hamming_window_length(fps: float, seconds: float = 0.5) -> int:
@@ -47,7 +43,5 @@ def smooth_hamming(values: np.ndarray, window: int) -> np.ndarray:
     kernel /= kernel.sum()
     half = window // 2
     padded = np.pad(values, ((half, window - 1 - half), (0, 0)), mode="edge")
-    smoothed = np.stack(
-        [np.convolve(padded[:, c], kernel, mode="valid") for c in range(values.shape[1])], axis=1
-    )
+    smoothed = np.stack([np.convolve(padded[:, c], kernel, mode="valid") for c in range(values.shape[1])], axis=1)
     return smoothed[:, 0] if squeeze else smoothed

@@ -61,7 +61,9 @@ def load_speech(trial: str, n_rows: int, mask_root: str | Path) -> np.ndarray:
     return speech_frames(mask_binary(masks["vad"]), mask_binary(masks["mouth"]))
 
 
-def load_trial(row, feature_names: list[str], feature_root: str | Path, mask_root: str | Path | None = None) -> TrialData:
+def load_trial(
+    row, feature_names: list[str], feature_root: str | Path, mask_root: str | Path | None = None
+) -> TrialData:
     """Read a manifest row's stores and labels (and speech masks); each must have n_rows rows."""
     inputs, valid = {}, {}
     for name in feature_names:
@@ -79,7 +81,10 @@ def load_trial(row, feature_names: list[str], feature_root: str | Path, mask_roo
 
 
 def load_trials(
-    manifest: pd.DataFrame, trials: list[str], feature_names: list[str], feature_root: str | Path,
+    manifest: pd.DataFrame,
+    trials: list[str],
+    feature_names: list[str],
+    feature_root: str | Path,
     mask_root: str | Path | None = None,
 ) -> list[TrialData]:
     """Load the named trials, in the given order (with their speech frames if `mask_root`)."""
@@ -88,8 +93,7 @@ def load_trials(
     if missing:
         raise DatasetError(f"manifest has no trial '{missing[0]}'")
     return [
-        load_trial(row, feature_names, feature_root, mask_root)
-        for row in rows.loc[trials].reset_index().itertuples()
+        load_trial(row, feature_names, feature_root, mask_root) for row in rows.loc[trials].reset_index().itertuples()
     ]
 
 
@@ -117,7 +121,7 @@ class Standardizer:
         low, high = x.min(axis=0), x.max(axis=0)
         return (low + high) / 2, (high - low) / 2 + 1e-6
 
-    def fit(self, trials: list[TrialData]) -> "Standardizer":
+    def fit(self, trials: list[TrialData]) -> Standardizer:
         self.mean_, self.scale_ = {}, {}
         if self.kind == "trial_minmax":
             return self
@@ -141,7 +145,7 @@ class Standardizer:
     def state_dict(self) -> dict:
         return {"kind": self.kind, "mean": self.mean_, "scale": self.scale_}
 
-    def load_state_dict(self, state: dict) -> "Standardizer":
+    def load_state_dict(self, state: dict) -> Standardizer:
         self.kind = state.get("kind", "zscore")
         self.mean_, self.scale_ = state["mean"], state["scale"]
         return self

@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pandas as pd
-
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.preprocessing import StandardScaler
 
@@ -41,9 +39,14 @@ class KELMSystem(System):
     def accepted_params(cls, model: str) -> set[str] | None:
         return constructor_arguments(cls, skip=("self", "spec", "device")) | constructor_arguments(KELMRegressor)
 
-    def __init__(self, spec: SystemSpec, device: str | None = None,
-                 window_seconds: float = 2.0, step_seconds: float | None = None,
-                 functionals: tuple[str, ...] = ("mean", "min", "max")):
+    def __init__(
+        self,
+        spec: SystemSpec,
+        device: str | None = None,
+        window_seconds: float = 2.0,
+        step_seconds: float | None = None,
+        functionals: tuple[str, ...] = ("mean", "min", "max"),
+    ):
         super().__init__(spec, device)
         params = dict(spec.params)
         self.window_seconds = float(params.pop("window_seconds", window_seconds))
@@ -64,8 +67,9 @@ class KELMSystem(System):
         targets = [window_targets(t.labels, t.fps, self.window_seconds, self.step_seconds) for t in trials]
         return np.concatenate(features), np.concatenate(targets)
 
-    def fit(self, trials: list[TrialData], monitor: list[TrialData] | None = None,
-            validation: list[TrialData] | None = None) -> "KELMSystem":
+    def fit(
+        self, trials: list[TrialData], monitor: list[TrialData] | None = None, validation: list[TrialData] | None = None
+    ) -> KELMSystem:
         X, y = self._dataset(trials)
         if validation:
             val_X, val_y = self._dataset(validation)
@@ -94,7 +98,9 @@ class KELMSystem(System):
     def score(self, trials: list[TrialData]) -> dict[str, float]:
         """Pooled CCC over the windows' mean labels."""
         predictions = np.concatenate([self.predict_windows(t)[0] for t in trials])
-        labels = np.concatenate([window_targets(t.labels, t.fps, self.window_seconds, self.step_seconds) for t in trials])
+        labels = np.concatenate(
+            [window_targets(t.labels, t.fps, self.window_seconds, self.step_seconds) for t in trials]
+        )
         return va_scores(predictions, labels)
 
     def _predict(self, trial: TrialData) -> tuple[np.ndarray, np.ndarray]:
@@ -104,8 +110,13 @@ class KELMSystem(System):
     def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
         regressor = self.regressor_
         ridge, scaler = regressor.model_, regressor.scaler_
-        state = {"kernel": regressor.kernel_, "C": regressor.C_, "gamma": regressor.gamma,
-                 "selection": regressor.selection_, "standardize": scaler is not None}
+        state = {
+            "kernel": regressor.kernel_,
+            "C": regressor.C_,
+            "gamma": regressor.gamma,
+            "selection": regressor.selection_,
+            "standardize": scaler is not None,
+        }
         arrays = {"kelm.X_fit": ridge.X_fit_, "kelm.dual_coef": ridge.dual_coef_}
         if scaler is not None:
             arrays |= {"kelm.scaler_mean": scaler.mean_, "kelm.scaler_scale": scaler.scale_}

@@ -17,7 +17,9 @@ from vapipe.training.system import create_system, system_class
 log = logging.getLogger(__name__)
 
 
-def inner_validation_split(trials: list[str], manifest: pd.DataFrame, fraction: float, seed: int) -> tuple[list[str], list[str]]:
+def inner_validation_split(
+    trials: list[str], manifest: pd.DataFrame, fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
     """(training, validation) trials: `fraction` of the training videos (at least one, never all),
     drawn with `seed`, so early stopping and model selection never see the held-out fold."""
     video_of = manifest.set_index("trial")["video"]
@@ -65,8 +67,15 @@ def train_fold(
         log.warning("leaving out %d trials skipped during extraction: %s", len(skip), sorted(skip))
         train, heldout, test = ([t for t in trials if t not in skip] for trials in (train, heldout, test))
     features = list(system.features)
-    log.info("%s fold %s: %d train, %d held-out, %d test trials; features %s",
-             system_name, fold, len(train), len(heldout), len(test), features)
+    log.info(
+        "%s fold %s: %d train, %d held-out, %d test trials; features %s",
+        system_name,
+        fold,
+        len(train),
+        len(heldout),
+        len(test),
+        features,
+    )
     settings = system.train
     inner: list[str] = []
     if settings.early_stopping_patience or system_class(system.model).needs_validation:
@@ -78,8 +87,14 @@ def train_fold(
     heldout_data = load_trials(manifest, heldout, features, feature_root)
     trained = create_system(system).fit(train_data, monitor=heldout_data, validation=inner_data or None)
     scores = trained.score(heldout_data)
-    log.info("%s fold %s: held-out CCC valence %.4f arousal %.4f mean %.4f", system_name, fold,
-             scores["valence"], scores["arousal"], scores["mean"])
+    log.info(
+        "%s fold %s: held-out CCC valence %.4f arousal %.4f mean %.4f",
+        system_name,
+        fold,
+        scores["valence"],
+        scores["arousal"],
+        scores["mean"],
+    )
     trained.save(checkpoint_dir, {"system": system_name, "fold": fold, **(metadata or {})})
     tables = [trained.predictions_table(heldout_data, "heldout")]
     del train_data, inner_data

@@ -38,7 +38,7 @@ WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_FORMAT = "vapipe-system"
 CHECKPOINT_VERSION = 1
 
-SYSTEM_KINDS: dict[str, type["System"]] = {}
+SYSTEM_KINDS: dict[str, type[System]] = {}
 
 
 def register_system(kind: str):
@@ -52,7 +52,7 @@ def register_system(kind: str):
     return add
 
 
-def system_class(model: str) -> type["System"]:
+def system_class(model: str) -> type[System]:
     """The registered kind that builds `model` (a registered nn.Module or a system kind's name)."""
     for cls in SYSTEM_KINDS.values():
         if cls.builds(model):
@@ -70,7 +70,7 @@ def list_systems() -> dict[str, list[str]]:
     return {kind: cls.model_names() for kind, cls in sorted(SYSTEM_KINDS.items())}
 
 
-def create_system(spec: SystemSpec, device: str | None = None) -> "System":
+def create_system(spec: SystemSpec, device: str | None = None) -> System:
     """An unfitted system of the kind that builds ``spec.model``."""
     return system_class(spec.model)(spec, device=device)
 
@@ -124,8 +124,9 @@ class System(ABC):
         return None
 
     @abstractmethod
-    def fit(self, train: list[TrialData], monitor: list[TrialData] | None = None,
-            validation: list[TrialData] | None = None) -> "System":
+    def fit(
+        self, train: list[TrialData], monitor: list[TrialData] | None = None, validation: list[TrialData] | None = None
+    ) -> System:
         """Fit on `train`; `monitor` trials are only logged, `validation` trials may select."""
 
     @abstractmethod
@@ -142,8 +143,7 @@ class System(ABC):
 
     @classmethod
     @abstractmethod
-    def _from_state(cls, spec: SystemSpec, state: dict, arrays: dict[str, np.ndarray],
-                    device: str | None) -> "System":
+    def _from_state(cls, spec: SystemSpec, state: dict, arrays: dict[str, np.ndarray], device: str | None) -> System:
         """The fitted system again."""
 
     def predict(self, trial: TrialData, drop: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -155,8 +155,17 @@ class System(ABC):
         frames = []
         for trial in trials:
             times, values = self.predict(trial)
-            frames.append(pd.DataFrame({"trial": trial.trial, "time": times, "valence": values[:, 0],
-                                        "arousal": values[:, 1], "set": subset}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "trial": trial.trial,
+                        "time": times,
+                        "valence": values[:, 0],
+                        "arousal": values[:, 1],
+                        "set": subset,
+                    }
+                )
+            )
         return pd.concat(frames, ignore_index=True)
 
     def save(self, folder: str | Path, metadata: dict | None = None) -> Path:
@@ -168,8 +177,12 @@ class System(ABC):
         folder.mkdir(parents=True, exist_ok=True)
         state, arrays = self._state()
         config = {
-            "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "kind": self.kind,
-            "spec": self.spec.to_dict(), "state": state, **(metadata or {}),
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "kind": self.kind,
+            "spec": self.spec.to_dict(),
+            "state": state,
+            **(metadata or {}),
         }
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / WEIGHTS_FILE))
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1))
@@ -205,8 +218,9 @@ def load_system(folder: str | Path, device: str | None = "cpu") -> System:
     return cls._from_state(spec, config["state"], load_file(str(weights)), device)
 
 
-def frame_predictions(system: System, trial: TrialData, smoothing_seconds: float = 0.0,
-                      drop: dict[str, np.ndarray] | None = None) -> np.ndarray:
+def frame_predictions(
+    system: System, trial: TrialData, smoothing_seconds: float = 0.0, drop: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
     """[n_rows, 2]: a system's outputs on every frame of the trial, upsampled and then smoothed
     exactly as the workflow's post-processing does (`postprocess_trial`)."""
     times, values = system.predict(trial, drop)

@@ -14,10 +14,10 @@ import torch
 from vapipe.evaluation.metrics import va_scores
 from vapipe.models import MODELS, create_model
 from vapipe.runtime import autocast_on, resolve_device, seed_everything
-from vapipe.specs import SCHEDULES, SystemSpec
+from vapipe.specs import SystemSpec
 from vapipe.training.data import Standardizer, TrialData
-from vapipe.training.resample import resample_trial
 from vapipe.training.losses import ccc_loss
+from vapipe.training.resample import resample_trial
 from vapipe.training.system import System, constructor_arguments, register_system
 from vapipe.training.windows import window_starts
 
@@ -99,9 +99,11 @@ class NeuralSystem(System):
         return out if isinstance(out, tuple) else (out, None)
 
     def fit(
-        self, trials: list[TrialData], monitor: list[TrialData] | None = None,
+        self,
+        trials: list[TrialData],
+        monitor: list[TrialData] | None = None,
         validation: list[TrialData] | None = None,
-    ) -> "NeuralSystem":
+    ) -> NeuralSystem:
         """Train on `trials`; logs the CCC on `monitor` trials after every epoch (never used to
         select); with `validation` trials and a patience, stops early and keeps the best epoch."""
         generator = seed_everything(self.config.seed)
@@ -113,9 +115,7 @@ class NeuralSystem(System):
         prepared = [(self.standardizer_.transform(t), y) for t, y in zip(trials, labels)]
         self.input_dims_ = {n: x.shape[1] for n, x in prepared[0][0].items()}
         self.model_ = create_model(self.spec.model, self.input_dims_, **self.spec.params).to(self.device)
-        windows = [
-            (i, s) for i, (_, y) in enumerate(prepared) for s in window_starts(len(y), self.window, self.stride)
-        ]
+        windows = [(i, s) for i, (_, y) in enumerate(prepared) for s in window_starts(len(y), self.window, self.stride)]
         steps_per_epoch = math.ceil(len(windows) / self.config.batch_size)
         total = steps_per_epoch * self.config.epochs
         warmup = steps_per_epoch * self.config.warmup_epochs
@@ -158,8 +158,11 @@ class NeuralSystem(System):
                 scaler.update()
                 schedule.step()
                 losses.append(loss.item())
-            record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
-                      "seconds": round(time.perf_counter() - started, 2)}
+            record = {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)) if losses else float("nan"),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
             if monitor:
                 record.update({f"monitor_{k}": v for k, v in self._score(monitor).items()})
             if patience:
@@ -168,8 +171,12 @@ class NeuralSystem(System):
                     state = {k: v.detach().clone() for k, v in self.model_.state_dict().items()}
                     best = {"score": record["validation_mean"], "epoch": epoch + 1, "state": state}
             history.append(record)
-            log.info("epoch %d/%d %s", epoch + 1, self.config.epochs,
-                     " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            log.info(
+                "epoch %d/%d %s",
+                epoch + 1,
+                self.config.epochs,
+                " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()),
+            )
             if patience and epoch + 1 - best["epoch"] >= patience:
                 log.info("early stop: no better validation CCC for %d epochs", patience)
                 break
@@ -210,8 +217,11 @@ class NeuralSystem(System):
         return self._score([self.at_model_rate(t) for t in trials])
 
     def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        params = self.model_.checkpoint_params(self.spec.params) if hasattr(self.model_, "checkpoint_params") \
+        params = (
+            self.model_.checkpoint_params(self.spec.params)
+            if hasattr(self.model_, "checkpoint_params")
             else dict(self.spec.params)
+        )
         arrays = {f"model.{k}": v.detach().cpu().numpy() for k, v in self.model_.state_dict().items()}
         for kind, values in (("mean", self.standardizer_.mean_), ("scale", self.standardizer_.scale_)):
             arrays |= {f"normalizer.{kind}.{name}": np.asarray(v) for name, v in values.items()}
@@ -221,7 +231,7 @@ class NeuralSystem(System):
     def _from_state(cls, spec, state, arrays, device):
         system = cls(spec, device)
         system.input_dims_ = {k: int(v) for k, v in state["input_dims"].items()}
-        part = lambda prefix: {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}  # noqa: E731
+        part = lambda prefix: {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}  # noqa: E731
         system.standardizer_.mean_, system.standardizer_.scale_ = part("normalizer.mean."), part("normalizer.scale.")
         system.model_ = create_model(spec.model, system.input_dims_, **state["model_params"])
         system.model_.load_state_dict({k: torch.from_numpy(v) for k, v in part("model.").items()})
