@@ -7,6 +7,7 @@ from snakemake.utils import min_version, validate
 from vapipe.config import check_config
 from vapipe.errors import ConfigError
 from vapipe.evaluation.paper_rows import load_paper_rows, materialize_rows
+from vapipe.features.weights import use_weights_cache
 from vapipe.specs import PipelineSpec
 
 min_version("9.0")
@@ -42,6 +43,8 @@ except ConfigError as error:
 # From here on the config is the spec's plain form: every default filled in, from one place.
 config.clear()
 config.update(SPEC.to_dict())
+# With a weights cache (filled by `vapipe fetch-weights`), jobs load from it with the hubs offline.
+use_weights_cache(SPEC.paths.weights, offline=True)
 validate(config, schema="workflow/schemas/config.schema.yaml")
 
 

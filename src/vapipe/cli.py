@@ -71,6 +71,41 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def merged_config(paths: list[Path]) -> dict:
+    """Config files merged as snakemake merges several --configfile (later keys win, mappings deep)."""
+    import yaml
+
+    def update(base: dict, new: dict) -> dict:
+        for key, value in new.items():
+            base[key] = (
+                update(dict(base[key]), value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+            )
+        return base
+
+    config: dict = {}
+    for path in paths:
+        try:
+            update(config, yaml.safe_load(Path(path).read_text()) or {})
+        except (OSError, yaml.YAMLError) as error:
+            raise InputError(f"{path}: cannot read the config ({error})") from None
+    return config
+
+
+def _fetch_weights(args: argparse.Namespace) -> int:
+    from vapipe.errors import ConfigError
+    from vapipe.specs import PipelineSpec
+
+    spec = PipelineSpec.from_config(merged_config(args.configs))
+    if spec.paths.weights is None:
+        raise ConfigError(f"{', '.join(map(str, args.configs))}: set paths.weights, the folder to cache weights in")
+    from vapipe.features.weights import fetch_weights, use_weights_cache
+
+    use_weights_cache(spec.paths.weights, offline=False)  # before timm / transformers are imported
+    rows = fetch_weights(spec)
+    print(f"{spec.paths.weights}: {len(rows)} pretrained models cached; jobs now run with the hubs offline")
+    return 0
+
+
 def registered(what: str) -> list[str]:
     """Names in one registry: backbone kinds, models, system kinds (with their models), fusion
     methods, dataset layouts."""
@@ -162,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("what", choices=["backbones", "models", "systems", "fusions", "layouts"])
     listing.set_defaults(run=_list)
+    fetch = commands.add_parser(
+        "fetch-weights",
+        help="cache every pretrained backbone and text tower of a config (for offline jobs)",
+        description="Run once where the model hubs are reachable (a cluster's login node): builds every "
+        "backbone and text tower with pretrained: true and no local weights, which stores their weights in "
+        "the config's paths.weights folder the way each library caches (Hugging Face hub cache for "
+        "transformers and timm, TORCH_HOME for torchvision and torch hub). Workflow jobs then load from it "
+        "with the hubs offline.",
+    )
+    fetch.add_argument("configs", type=Path, nargs="+", help="the config files the workflow runs with")
+    fetch.set_defaults(run=_fetch_weights)
     return parser
 
 

@@ -336,6 +336,7 @@ class PathsSpec:
 
     features: str = "results/features"
     masks: str = "results/masks"
+    weights: str | None = None  # one cache for every library's pretrained weights (vapipe fetch-weights)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ container, never from the file name.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,7 +25,8 @@ SUBMISSION_HEADER = "image_location,valence,arousal"
 SPLIT_FOLDERS = ("Train_Set", "Validation_Set")
 TEST_SPLIT = "Test_Set"
 VIDEO_SUFFIXES = (".mp4", ".avi")
-_CROP_NAME = re.compile(r"^(\d{5})\.jpg$")
+# Crops are <NNNNN>.jpg; file systems and copies from other systems may upper-case the suffix.
+_CROP_NAME = re.compile(r"^(\d{5})\.jpg$", re.IGNORECASE)
 _PERSON_SUFFIX = re.compile(r"_(left|right)$")
 
 
@@ -42,19 +44,46 @@ def crop_name(frame: int) -> str:
     return f"{frame:05d}.jpg"
 
 
-def read_annotation(path: str | Path) -> np.ndarray:
-    """Read one trial's ``valence,arousal`` file into float32 [rows, 2]; -5 rows are kept as -5."""
+def read_text(path: str | Path, what: str) -> str:
+    """A text file's content: UTF-8 with or without a byte-order mark, any line ending; any other
+    encoding is a one-line error naming the file (UTF-16 from a Windows editor, Latin-1 bytes)."""
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        data = path.read_bytes()
     except OSError as error:
-        raise DatasetError(f"{path}: cannot read annotation file ({error.strerror})") from None
+        raise DatasetError(f"{path}: cannot read {what} ({error.strerror})") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DatasetError(f"{path}: {what} is UTF-16 text; save it as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DatasetError(
+            f"{path}: {what} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); "
+            "save it as UTF-8"
+        ) from None
+
+
+def read_annotation(path: str | Path) -> np.ndarray:
+    """Read one trial's ``valence,arousal`` file into float32 [rows, 2]; -5 rows are kept as -5.
+
+    Row i is frame i + 1, so a blank line between rows is an error (dropping it would shift every
+    later label by a frame); blank lines at the end are ignored."""
+    path = Path(path)
+    lines = read_text(path, "annotation file").splitlines()
     if not lines or lines[0].strip().replace(" ", "") != ANNOTATION_HEADER:
         found = lines[0].strip() if lines else "an empty file"
         raise DatasetError(f"{path}: expected header '{ANNOTATION_HEADER}', found '{found}'")
-    rows = [line for line in lines[1:] if line.strip()]
+    rows = lines[1:]
+    while rows and not rows[-1].strip():
+        rows.pop()
     if not rows:
         raise DatasetError(f"{path}: no annotation rows after the header")
+    blank = next((i for i, line in enumerate(rows) if not line.strip()), None)
+    if blank is not None:
+        raise DatasetError(
+            f"{path}:{blank + 2}: blank line between annotation rows (every row is a frame; "
+            "removing it would shift the later labels)"
+        )
     values = np.empty((len(rows), 2), dtype=np.float32)
     for i, line in enumerate(rows):
         fields = line.split(",")
@@ -96,20 +125,35 @@ def read_test_list(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: test list does not exist")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(path, "test list").splitlines() if line.strip()]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise DatasetError(f"{path}: trial listed twice: {duplicates[0]}")
     return names
 
 
+def walk_files(root: Path):
+    """Every file under `root`, following symlinked folders (batch folders on clusters often are)
+    but never visiting a real folder twice (a link cycle)."""
+    seen = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders.sort()
+        for name in sorted(files):
+            yield Path(folder) / name
+
+
 def find_videos(videos_root: str | Path) -> dict[str, Path]:
-    """Map raw video name (file stem) -> path, searching batch subfolders recursively."""
+    """Map raw video name (file stem) -> path, searching batch subfolders (symlinked ones too)."""
     root = Path(videos_root)
     if not root.is_dir():
         raise DatasetError(f"{root}: video folder does not exist")
     videos: dict[str, Path] = {}
-    for path in sorted(root.rglob("*")):
+    for path in walk_files(root):
         if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
             if path.stem in videos:
                 raise DatasetError(f"{path}: video '{path.stem}' also at {videos[path.stem]}")
@@ -162,13 +206,24 @@ def find_crop_folder(crop_roots: list[Path], trial: str) -> Path | None:
 
 def index_crops(folder: str | Path) -> dict[int, Path]:
     """Map 1-based frame number -> crop path; names are parsed, never taken by position."""
-    folder = Path(folder)
+    return scan_crops(folder)[0]
+
+
+def scan_crops(folder: str | Path) -> tuple[dict[int, Path], list[str]]:
+    """(1-based frame number -> crop path, sorted names of the other files in the folder).
+    ``00012.jpg`` and ``00012.JPG`` are crops; ``000012.jpg`` or ``notes.txt`` are not."""
     crops: dict[int, Path] = {}
-    for path in folder.iterdir():
+    others = []
+    for path in Path(folder).iterdir():
         match = _CROP_NAME.match(path.name)
-        if match:
-            crops[int(match.group(1))] = path
-    return crops
+        if not match:
+            others.append(path.name)
+            continue
+        frame = int(match.group(1))
+        if frame in crops:
+            raise DatasetError(f"{path}: frame {frame} also in {crops[frame].name}")
+        crops[frame] = path
+    return crops, sorted(others)
 
 
 def read_example_submission(path: str | Path) -> list[tuple[str, int]]:
@@ -176,16 +231,19 @@ def read_example_submission(path: str | Path) -> list[tuple[str, int]]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: example submission file does not exist")
-    with path.open() as handle:
-        header = handle.readline().strip()
-        if header != SUBMISSION_HEADER:
-            raise DatasetError(f"{path}: expected header '{SUBMISSION_HEADER}', found '{header}'")
-        rows = []
-        for line_no, line in enumerate(handle, start=2):
-            if not line.strip():
-                continue
-            location = line.split(",", 1)[0]
-            rows.append(parse_image_location(location, f"{path}:{line_no}"))
+    lines = read_text(path, "example submission").splitlines()
+    header = lines[0].strip() if lines else ""
+    if header != SUBMISSION_HEADER:
+        raise DatasetError(f"{path}: expected header '{SUBMISSION_HEADER}', found '{header}'")
+    rows, first_line = [], {}
+    for line_no, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        row = parse_image_location(line.split(",", 1)[0], f"{path}:{line_no}")
+        if row in first_line:
+            raise DatasetError(f"{path}:{line_no}: row for {row[0]}/{crop_name(row[1])} repeats line {first_line[row]}")
+        first_line[row] = line_no
+        rows.append(row)
     if not rows:
         raise DatasetError(f"{path}: no rows after the header")
     return rows

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -18,11 +17,11 @@ from vapipe.data.affwild2 import (
     find_annotations,
     find_crop_folder,
     find_videos,
-    index_crops,
     probe_video,
     read_annotation,
     read_example_submission,
     read_test_list,
+    scan_crops,
 )
 from vapipe.specs import DatasetSpec, build
 
@@ -30,7 +29,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = [
     "trial", "video", "split", "fps", "fps_fraction", "n_frames", "n_rows", "n_crops",
-    "video_path", "crops_dir", "annotation_path",
+    "video_path", "crops_dir", "annotation_path", "annotation_short",
 ]  # fmt: skip
 
 
@@ -101,9 +100,13 @@ class DatasetLayout:
             raise DatasetError(f"{self.root}: dataset.test_list is not set; layout '{self.layout}' needs it")
         return read_test_list(self.test_list)
 
-    def example_rows(self) -> Counter:
-        """Rows per test trial in the organisers' example submission."""
-        return Counter(trial for trial, _ in read_example_submission(self.example_submission))
+    def example_rows(self) -> dict[str, int]:
+        """Rows each test trial needs: its highest frame number in the organisers' example file
+        (the submission fills rows by frame number, so a gap in the example shifts nothing)."""
+        rows: dict[str, int] = {}
+        for trial, frame in read_example_submission(self.example_submission):
+            rows[trial] = max(rows.get(trial, 0), frame)
+        return rows
 
     def raw_videos(self) -> dict[str, Path]:
         """{base video name: raw video file}."""
@@ -201,18 +204,35 @@ def _trial_record(
     if require_audio and not info.has_audio:
         raise DatasetError(f"{videos[video]}: no audio stream, but the config has audio backbones")
     crops_dir = layout.crop_folder(crop_roots, trial)
-    n_crops = len(index_crops(crops_dir)) if crops_dir else 0
+    crops, others = scan_crops(crops_dir) if crops_dir else ({}, [])
+    n_crops = len(crops)
+    if others:
+        message = f"{crops_dir}: {len(others)} files not named NNNNN.jpg (5 digits, 1-based), e.g. '{others[0]}'"
+        if n_crops == 0:
+            raise DatasetError(f"{message}, and no face crops for trial '{trial}'")
+        log.warning("%s; they are ignored", message)
     if n_crops == 0:
         raise DatasetError(f"{crops_dir or crop_roots[0] / trial}: no face crops for trial '{trial}'")
     if annotation_path is not None:
         n_rows, source = len(read_annotation(annotation_path)), annotation_path
     else:
-        n_rows, source = example_rows[trial], layout.example_submission
+        n_rows, source = example_rows.get(trial, 0), layout.example_submission
         if n_rows == 0:
             raise DatasetError(f"{source}: no rows for test trial '{trial}'")
     if n_rows > info.n_frames + max_extra_rows(info.n_frames):
+        what = "rows" if annotation_path is not None else "rows (its highest frame number)"
         raise DatasetError(
-            f"{source}: {n_rows} rows for trial '{trial}', but {videos[video]} has only {info.n_frames} frames"
+            f"{source}: {n_rows} {what} for trial '{trial}', but {videos[video]} has only {info.n_frames} frames"
+        )
+    short = annotation_path is not None and info.n_frames - n_rows > max_extra_rows(info.n_frames)
+    if short:
+        log.warning(
+            "%s: %d rows for trial '%s', but %s has %d frames: the labels may not cover the whole video",
+            annotation_path,
+            n_rows,
+            trial,
+            videos[video],
+            info.n_frames,
         )
     return {
         "trial": trial,
@@ -226,6 +246,7 @@ def _trial_record(
         "video_path": str(videos[video]),
         "crops_dir": str(crops_dir),
         "annotation_path": str(annotation_path) if annotation_path else "",
+        "annotation_short": short,
     }
 
 

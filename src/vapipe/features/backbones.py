@@ -57,6 +57,8 @@ from collections.abc import Callable
 
 import torch
 
+from vapipe.errors import InputError
+from vapipe.features.weights import hubs_offline, missing_weights
 from vapipe.specs import BACKBONE_FIELDS, BackboneSpec, check_keys
 
 # Spec keys the extractor uses; the rest are the kind's constructor arguments.
@@ -120,7 +122,12 @@ def create_backbone(name: str, spec: dict, device: str = "cpu") -> Backbone:
     cls = BACKBONE_KINDS[settings.kind]
     # Random-init weights come from torch's global generator: seed it so a run is reproducible.
     torch.manual_seed(settings.seed)
-    backbone = cls(name=name, device=device, **options)
+    try:
+        backbone = cls(name=name, device=device, **options)
+    except OSError as error:
+        if settings.pretrained and not settings.weights and hubs_offline():
+            raise InputError(missing_weights(f"backbone '{name}'", settings.id, error)) from None
+        raise
     log.info(backbone.describe_weights(settings))
     return backbone
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vapipe.errors import InputError
+from vapipe.features.weights import hubs_offline, missing_weights
 from vapipe.va_regions import REGIONS, region_descriptions
 
 TEMPLATES = (
@@ -68,7 +70,12 @@ def load_text_tower(
 
     if pretrained or weights:
         source = str(weights or model_id_or_dir)
-        text_config = AutoConfig.from_pretrained(source)
+        try:
+            text_config = AutoConfig.from_pretrained(source)
+        except OSError as error:
+            if weights or not hubs_offline():
+                raise
+            raise InputError(missing_weights(f"text tower '{model_id_or_dir}'", source, error)) from None
         if text_config.model_type == "clip":  # a whole CLIP checkpoint
             projection_dim = text_config.projection_dim
             text_config = text_config.text_config
