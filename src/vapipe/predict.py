@@ -23,9 +23,10 @@ import torch
 
 from vapipe.config import IMPORTED_KIND
 from vapipe.data.affwild2 import DatasetError, probe_video
+from vapipe.data.timing import read_timing
 from vapipe.errors import InputError
 from vapipe.features.alignment import pool_to_frames
-from vapipe.features.audio import SAMPLE_RATE, decode_audio
+from vapipe.features.audio import SAMPLE_RATE, decode_audio_on_video_clock
 from vapipe.features.backbones import create_backbone
 from vapipe.post.predictions import postprocess_trial
 from vapipe.specs import BackboneSpec
@@ -127,10 +128,11 @@ def predict_video(
     crops, found = detect_faces(frames)
     log.info("%s: %d frames at %.3f fps, face found in %.0f%%", video_path, n_rows, fps, 100 * found.mean())
     if info.has_audio:
-        samples = decode_audio(video_path)
+        samples = decode_audio_on_video_clock(video_path)
     else:
         log.warning("%s: no audio stream; audio features are marked invalid", video_path)
         samples = np.zeros(int(n_rows / fps * SAMPLE_RATE), np.float32)
+    spans = read_timing(video_path).row_spans(n_rows)  # presentation times (i / fps if constant-rate)
     inputs, valid = {}, {}
     for name in checkpoint["spec"]["features"]:
         spec = BackboneSpec.from_dict(checkpoint["backbones"][name], f"{folders[0] / CONFIG_FILE}: backbones.{name}")
@@ -151,15 +153,15 @@ def predict_video(
             valid[name] = found.copy()
         else:
             native, centres = backbone.embed_waveform(samples, fps=fps)
-            features, valid[name] = pool_to_frames(native, centres, n_rows, fps, len(samples) / SAMPLE_RATE)
+            features, valid[name] = pool_to_frames(native, centres, n_rows, fps, len(samples) / SAMPLE_RATE, spans)
             valid[name] &= info.has_audio
         inputs[name] = fill_invalid(features, valid[name])
-    trial = TrialData(video_path.stem, fps, inputs, valid, labels=None)
+    trial = TrialData(video_path.stem, fps, inputs, valid, labels=None, times=spans[0])
     systems: list[System] = [load_system(folder) for folder in folders]
     # Smoothing is linear: smoothing each fold then averaging (the workflow) equals this order.
     predictions = np.mean([frame_predictions(s, trial) for s in systems], axis=0)
     predictions = interpolate_missing(predictions, found)
-    predictions = postprocess_trial(trial.times, predictions, n_rows, fps, smoothing_seconds)
+    predictions = postprocess_trial(trial.times, predictions, n_rows, fps, smoothing_seconds, trial.times)
     return pd.DataFrame(
         {
             "frame": np.arange(1, n_rows + 1),

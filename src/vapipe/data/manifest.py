@@ -23,6 +23,8 @@ from vapipe.data.affwild2 import (
     read_test_list,
     scan_crops,
 )
+from vapipe.data.timing import VideoTiming, read_timing
+from vapipe.errors import InputError
 from vapipe.specs import DatasetSpec, build
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = [
     "trial", "video", "split", "fps", "fps_fraction", "n_frames", "n_rows", "n_crops",
     "video_path", "crops_dir", "annotation_path", "annotation_short",
+    "variable_rate", "audio_offset", "video_seconds", "audio_seconds", "timing_note",
 ]  # fmt: skip
 
 
@@ -164,7 +167,7 @@ def build_manifest(
     trials = [(t, split, path) for t, (split, path) in annotated.items()]
     trials += [(t, TEST_SPLIT, None) for t in test_trials]
     records, skipped = [], []
-    probed: dict[str, VideoInfo | DatasetError] = {}
+    probed: dict[str, tuple[VideoInfo, VideoTiming] | DatasetError] = {}
     for trial, split, annotation_path in sorted(trials):
         try:
             records.append(
@@ -195,12 +198,17 @@ def _trial_record(
         raise DatasetError(f"{source}: no raw video '{video}.mp4/.avi' under {layout.videos}")
     if video not in probed:  # _left and _right share one probe (and one verdict)
         try:
-            probed[video] = probe_video(videos[video])
-        except DatasetError as error:
-            probed[video] = error
-    info = probed[video]
-    if isinstance(info, DatasetError):
-        raise info
+            probed[video] = probe_video(videos[video]), read_timing(videos[video])
+        except InputError as error:
+            probed[video] = DatasetError(str(error))
+    if isinstance(probed[video], DatasetError):
+        raise probed[video]
+    info, timing = probed[video]
+    note = timing.warning()
+    if require_audio and timing.lengths_disagree():
+        raise DatasetError(f"{videos[video]}: {note}")
+    if note:
+        log.warning("%s: %s", videos[video], note)
     if require_audio and not info.has_audio:
         raise DatasetError(f"{videos[video]}: no audio stream, but the config has audio backbones")
     crops_dir = layout.crop_folder(crop_roots, trial)
@@ -247,6 +255,11 @@ def _trial_record(
         "crops_dir": str(crops_dir),
         "annotation_path": str(annotation_path) if annotation_path else "",
         "annotation_short": short,
+        "variable_rate": timing.variable_rate,
+        "audio_offset": round(timing.audio_offset or 0.0, 6),
+        "video_seconds": round(timing.video_seconds, 6),
+        "audio_seconds": round(timing.audio_seconds, 6),
+        "timing_note": note,
     }
 
 

@@ -10,6 +10,8 @@ import av
 import numpy as np
 
 from vapipe.data.affwild2 import DatasetError
+from vapipe.data.timing import read_timing
+from vapipe.errors import InputError
 
 SAMPLE_RATE = 16_000
 
@@ -64,9 +66,28 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     return samples.astype(np.float32), rate
 
 
+def on_video_clock(samples: np.ndarray, audio_offset: float | None, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decoded audio placed so that sample 0 is the first video frame's presentation time: an audio
+    stream that starts late is preceded by silence, one that starts early loses its head."""
+    shift = int(round((audio_offset or 0.0) * sample_rate))
+    if shift > 0:
+        return np.concatenate([np.zeros(shift, samples.dtype), samples])
+    return samples[-shift:]
+
+
+def decode_audio_on_video_clock(video_path: str | Path) -> np.ndarray:
+    """16 kHz mono audio of a video, sample 0 at its first frame (`vapipe.data.timing`)."""
+    try:
+        offset = read_timing(video_path).audio_offset
+    except InputError as error:
+        raise DatasetError(str(error)) from None
+    return on_video_clock(decode_audio(video_path), offset)
+
+
 def extract_audio(video_path: str | Path, wav_path: str | Path) -> float:
-    """Extract the audio track of a raw video to a 16 kHz mono WAV; returns its duration in s."""
-    samples = decode_audio(video_path)
+    """Extract the audio track of a raw video to a 16 kHz mono WAV on the video's clock; returns
+    its duration in s."""
+    samples = decode_audio_on_video_clock(video_path)
     write_wav(wav_path, samples)
     return len(samples) / SAMPLE_RATE
 

@@ -24,6 +24,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from vapipe.data.affwild2 import DatasetError, index_crops
+from vapipe.data.timing import row_spans
 from vapipe.features.alignment import pool_to_frames
 from vapipe.features.audio import read_wav
 from vapipe.features.backbones import Backbone, create_backbone
@@ -186,10 +187,11 @@ def embed_audio_trial(
     fps: float,
     n_rows: int,
     native: tuple[np.ndarray, np.ndarray] | None = None,
+    spans: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed a trial's audio and pool it onto its video rows (see vapipe.features.alignment)."""
     features, centres = native if native is not None else backbone.embed_waveform(samples, fps=fps)
-    return pool_to_frames(features, centres, n_rows, fps, len(samples) / backbone.sample_rate)
+    return pool_to_frames(features, centres, n_rows, fps, len(samples) / backbone.sample_rate, spans)
 
 
 def settings_fingerprint(backbone_name: str, spec: dict) -> str:
@@ -221,7 +223,8 @@ def embed_trial(
     if row.video not in native_by_video:  # _left and _right share one audio track (and fps)
         progress = Progress(f"{backbone.name} {row.video}", len(samples) / rate, "s of audio", every)
         native_by_video[row.video] = backbone.embed_waveform(samples, fps=row.fps, progress=progress)
-    features, valid = embed_audio_trial(backbone, samples, row.fps, row.n_rows, native_by_video[row.video])
+    spans = row_spans(row)
+    features, valid = embed_audio_trial(backbone, samples, row.fps, row.n_rows, native_by_video[row.video], spans)
     return FaceFeatures(features, valid, None)
 
 

@@ -36,6 +36,7 @@ from PIL import Image, UnidentifiedImageError
 from scipy.ndimage import minimum_filter1d
 
 from vapipe.data.affwild2 import DatasetError, index_crops
+from vapipe.data.timing import row_spans
 from vapipe.features.alignment import frame_spans
 from vapipe.features.audio import SAMPLE_RATE, read_wav
 from vapipe.features.cache import fingerprint, is_complete
@@ -105,10 +106,14 @@ def speech_samples(probs: np.ndarray, n_samples: int, settings: VadSpec) -> np.n
 
 
 def frame_coverage(
-    active: np.ndarray, n_rows: int, fps: float, sample_rate: int = SAMPLE_RATE
+    active: np.ndarray,
+    n_rows: int,
+    fps: float,
+    sample_rate: int = SAMPLE_RATE,
+    spans: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Share of each video row's span (within the audio) that is active; rows after the audio are unknown."""
-    starts, ends = frame_spans(n_rows, fps)
+    starts, ends = spans if spans is not None else frame_spans(n_rows, fps)
     first = np.minimum(np.round(starts * sample_rate).astype(np.int64), len(active))
     last = np.minimum(np.round(ends * sample_rate).astype(np.int64), len(active))
     total = np.concatenate([[0], np.cumsum(active, dtype=np.int64)])
@@ -117,9 +122,11 @@ def frame_coverage(
     return np.where(valid, coverage, 0.0).astype(np.float32), valid
 
 
-def voice_activity(active: np.ndarray, n_rows: int, fps: float) -> tuple[np.ndarray, np.ndarray]:
+def voice_activity(
+    active: np.ndarray, n_rows: int, fps: float, spans: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-row speech coverage (as stored) and known-ness of one trial, from sample-level speech."""
-    coverage, valid = frame_coverage(active, n_rows, fps)
+    coverage, valid = frame_coverage(active, n_rows, fps, spans=spans)
     return as_stored(coverage), valid
 
 
@@ -304,7 +311,7 @@ def detect_voice_activity_shard(
         start = time.perf_counter()
         if row.video not in active_by_video:  # _left and _right share one audio track
             active_by_video[row.video] = video_speech(model, audio_paths[row.video], settings)
-        measure, valid = voice_activity(active_by_video[row.video], row.n_rows, row.fps)
+        measure, valid = voice_activity(active_by_video[row.video], row.n_rows, row.fps, row_spans(row))
         attrs = {
             "fps": float(row.fps),
             "trial": row.trial,

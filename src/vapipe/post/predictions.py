@@ -5,14 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vapipe.data.timing import row_spans
 from vapipe.post.signal import hamming_window_length, smooth_hamming, upsample_to_frames
 
 
 def postprocess_trial(
-    times: np.ndarray, values: np.ndarray, n_rows: int, fps: float, smoothing_seconds: float
+    times: np.ndarray,
+    values: np.ndarray,
+    n_rows: int,
+    fps: float,
+    smoothing_seconds: float,
+    frame_times: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Upsample [N, 2] outputs at `times` to rows 0 .. n_rows - 1, then Hamming-smooth them."""
-    frame_times = np.arange(n_rows) / fps
+    """Upsample [N, 2] outputs at `times` to rows 0 .. n_rows - 1 (at `frame_times`, i / fps by
+    default), then Hamming-smooth them (a window of about `smoothing_seconds` at the mean rate)."""
+    frame_times = np.arange(n_rows) / fps if frame_times is None else frame_times
     dense = upsample_to_frames(times, values, frame_times)
     if smoothing_seconds > 0:
         dense = smooth_hamming(dense, hamming_window_length(fps, smoothing_seconds))
@@ -25,12 +32,14 @@ def postprocess_predictions(raw: pd.DataFrame, manifest: pd.DataFrame, smoothing
     out = []
     for (trial, subset), group in raw.groupby(["trial", "set"], sort=True):
         row = info.loc[trial]
+        frame_times = row_spans(row)[0] if bool(row.get("variable_rate", False)) else None
         dense = postprocess_trial(
             group["time"].to_numpy(),
             group[["valence", "arousal"]].to_numpy(),
             int(row["n_rows"]),
             float(row["fps"]),
             smoothing_seconds,
+            frame_times,
         )
         out.append(
             pd.DataFrame(

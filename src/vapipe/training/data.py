@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from vapipe.data.affwild2 import DatasetError, read_annotation
+from vapipe.data.timing import row_spans
 from vapipe.features.cache import read_store, store_path
 
 
@@ -77,7 +78,8 @@ def load_trial(
     if labels is not None and len(labels) != row.n_rows:
         raise DatasetError(f"{row.annotation_path}: {len(labels)} rows, manifest says {row.n_rows}")
     speech = load_speech(row.trial, row.n_rows, mask_root) if mask_root is not None else None
-    return TrialData(row.trial, float(row.fps), inputs, valid, labels, speech=speech)
+    times = row_spans(row)[0] if bool(getattr(row, "variable_rate", False)) else None  # None: i / fps
+    return TrialData(row.trial, float(row.fps), inputs, valid, labels, speech=speech, times=times)
 
 
 def load_trials(

@@ -1,7 +1,8 @@
 """Windows at a lower rate than the video's: frames averaged into bins of 1/rate seconds.
 
-Dresvyanskiy et al. train their dynamic models on 5 FPS sequences. A trial of T rows at `fps`
-becomes ceil(T * rate / fps) bins; bin k holds rows with floor(i * rate / fps) == k. Features are
+Dresvyanskiy et al. train their dynamic models on 5 FPS sequences. Bin k holds the rows whose
+time t falls in [k / rate, (k + 1) / rate): with t = i / fps, floor(i * rate / fps) == k, and a
+variable-rate video's rows bin by their timestamps (bins no row falls in are left out). Features are
 the mean of the bin's valid rows (the bin is valid if any row is), labels the mean of its
 labelled rows (-5 if none is), and the bin's time is the mean time of its rows, so the
 post-processing interpolates the outputs back onto every frame at the right place.
@@ -14,11 +15,14 @@ import numpy as np
 from vapipe.training.data import TrialData
 
 
-def bin_index(n_rows: int, fps: float, rate: float) -> np.ndarray:
-    """Bin of every row: floor(i * rate / fps)."""
+def bin_index(n_rows: int, fps: float, rate: float, times: np.ndarray | None = None) -> np.ndarray:
+    """Bin of every row: floor(i * rate / fps), or floor(t * rate) of its time t, numbered from 0
+    without gaps."""
     if rate <= 0 or rate > fps:
         raise ValueError(f"resampling rate {rate} must be in (0, fps={fps}]")
-    return np.floor(np.arange(n_rows) * rate / fps + 1e-9).astype(np.int64)
+    if times is None:
+        return np.floor(np.arange(n_rows) * rate / fps + 1e-9).astype(np.int64)
+    return np.unique(np.floor(np.asarray(times) * rate + 1e-9).astype(np.int64), return_inverse=True)[1]
 
 
 def _bin_mean(values: np.ndarray, keep: np.ndarray, bins: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +37,8 @@ def _bin_mean(values: np.ndarray, keep: np.ndarray, bins: np.ndarray, n_bins: in
 
 def resample_trial(trial: TrialData, rate: float) -> TrialData:
     """The trial at `rate` bins per second (inputs, validity, labels, speech and times)."""
-    bins = bin_index(trial.n_rows, trial.fps, rate)
+    grid = np.arange(trial.n_rows) / trial.fps
+    bins = bin_index(trial.n_rows, trial.fps, rate, None if np.array_equal(trial.times, grid) else trial.times)
     n_bins = int(bins[-1]) + 1
     inputs, valid = {}, {}
     for name, x in trial.inputs.items():

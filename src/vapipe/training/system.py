@@ -224,7 +224,7 @@ def frame_predictions(
     """[n_rows, 2]: a system's outputs on every frame of the trial, upsampled and then smoothed
     exactly as the workflow's post-processing does (`postprocess_trial`)."""
     times, values = system.predict(trial, drop)
-    return postprocess_trial(times, values, trial.n_rows, trial.fps, smoothing_seconds)
+    return postprocess_trial(times, values, trial.n_rows, trial.fps, smoothing_seconds, trial.times)
 
 
 # The kinds register on import.
