@@ -5,7 +5,8 @@ from functools import lru_cache
 # `config` is the typed spec's plain form (the Snakefile): every key present, defaults filled.
 from vapipe.config import IMPORTED_KIND, wildcard_pattern
 from vapipe.data.folds import OFFICIAL
-from vapipe.data.manifest import DatasetLayout, read_manifest
+from vapipe.data.manifest import DatasetLayout, dataset_state, digest, read_manifest
+from vapipe.features.extract import shard_trials
 
 DATASET = DatasetLayout.from_config(config["dataset"])
 FOLDS = SPEC.fold_names()
@@ -52,13 +53,55 @@ def dataset_ready():
 
 
 @lru_cache
-def _manifest(path):
+def _manifest(path, modified):
     return read_manifest(path)
 
 
 def get_manifest():
-    """The manifest, once the checkpoint that builds it has run."""
-    return _manifest(checkpoints.build_manifest.get().output.manifest)
+    """The manifest, once the checkpoint that builds it has run (read again once it is rebuilt)."""
+    path = checkpoints.build_manifest.get().output.manifest
+    return _manifest(path, os.stat(path).st_mtime_ns)
+
+
+def get_dataset_state(wildcards):
+    """Stamp of the dataset's files (vapipe.data.manifest.dataset_state): an edit rebuilds the manifest."""
+    return "generated" if config["dataset"].get("demo") else dataset_state(DATASET)
+
+
+# Jobs read the manifest with ancient(): a rebuilt manifest reruns a job only when the part of it
+# the job reads changed, which its params carry as a digest of the manifest's per-trial sources.
+def manifest_digest(columns, trials=None):
+    table = get_manifest()
+    if trials is not None:
+        table = table[table["trial"].isin(trials)]
+    return digest(table[["trial", *columns]].to_csv(index=False))
+
+
+def shard_trial_names(wildcards):
+    return list(shard_trials(get_manifest(), int(wildcards.shard), N_SHARDS)["trial"])
+
+
+def get_shard_crops_sources(wildcards):
+    """What a face shard's stores are made from: each trial's rows and crops."""
+    return manifest_digest(["n_rows", "crops_source"], shard_trial_names(wildcards))
+
+
+def get_shard_audio_sources(wildcards):
+    """What an audio shard's stores are made from: each trial's rows, times and video."""
+    return manifest_digest(["n_rows", "fps", "variable_rate", "video_source"], shard_trial_names(wildcards))
+
+
+def get_shard_rows(wildcards):
+    return manifest_digest(["n_rows"], shard_trial_names(wildcards))
+
+
+def get_trial_splits(wildcards):
+    return manifest_digest(["video", "split"])
+
+
+def get_label_sources(wildcards):
+    """What training and scoring read from the manifest: splits, rows, times and labels."""
+    return manifest_digest(["split", "n_rows", "fps", "variable_rate", "labels_source"])
 
 
 def get_video_path(wildcards):

@@ -30,6 +30,7 @@ checkpoint build_manifest:
         mem_mb=1000,
         runtime=30,
     params:
+        dataset_state=get_dataset_state,
         dataset=config["dataset"],
         on_bad_trial=config["on_bad_trial"],
         require_audio=bool(AUDIO_BACKBONES),
@@ -54,7 +55,7 @@ rule collect_skipped_trials:
 
 rule make_folds:
     input:
-        "results/manifest.tsv",
+        ancient("results/manifest.tsv"),
     output:
         "results/folds.tsv",
     log:
@@ -63,6 +64,7 @@ rule make_folds:
         mem_mb=500,
         runtime=5,
     params:
+        trials=get_trial_splits,
         folds=config["folds"],
     script:
         "../scripts/make_folds.py"

@@ -17,7 +17,7 @@ rule extract_audio:
 
 rule embed_faces:
     input:
-        manifest="results/manifest.tsv",
+        manifest=ancient("results/manifest.tsv"),
         crops=dataset_ready(),
     output:
         "results/features/{backbone}/shards/{shard}.tsv",
@@ -33,6 +33,7 @@ rule embed_faces:
         runtime=240,
         gpu=1,
     params:
+        sources=get_shard_crops_sources,
         spec=get_backbone_spec,
         n_shards=N_SHARDS,
         device=config["extraction"]["device"],
@@ -44,7 +45,7 @@ rule embed_faces:
 
 rule embed_audio:
     input:
-        manifest="results/manifest.tsv",
+        manifest=ancient("results/manifest.tsv"),
         audio=get_shard_audio,
     output:
         "results/features/{backbone}/shards/{shard}.tsv",
@@ -60,6 +61,7 @@ rule embed_audio:
         runtime=240,
         gpu=1,
     params:
+        sources=get_shard_audio_sources,
         spec=get_backbone_spec,
         n_shards=N_SHARDS,
         device=config["extraction"]["device"],
@@ -71,7 +73,7 @@ rule embed_audio:
 
 rule import_features:
     input:
-        manifest="results/manifest.tsv",
+        manifest=ancient("results/manifest.tsv"),
         features=get_imported_file,
     output:
         "results/features/{backbone}/shards/{shard}.tsv",
@@ -83,6 +85,7 @@ rule import_features:
         mem_mb=4000,
         runtime=60,
     params:
+        sources=get_shard_rows,
         spec=get_backbone_spec,
         n_shards=N_SHARDS,
         on_bad_trial=config["on_bad_trial"],

@@ -4,7 +4,7 @@
 rule fuse_systems:
     input:
         upsampled=get_fusion_upsampled,
-        manifest="results/manifest.tsv",
+        manifest=ancient("results/manifest.tsv"),
     output:
         frames="results/fusion/{fusion}/frames.tsv",
         summary="results/fusion/{fusion}/summary.json",
@@ -23,6 +23,7 @@ rule fuse_systems:
         mem_mb=4000,
         runtime=60,
     params:
+        labels=get_label_sources,
         spec=get_fusion,
         smoothing_seconds=config["postprocess"]["smoothing_seconds"],
     script:

@@ -5,7 +5,7 @@
 
 rule detect_voice_activity:
     input:
-        manifest="results/manifest.tsv",
+        manifest=ancient("results/manifest.tsv"),
         audio=get_shard_audio,
     output:
         "results/masks/vad/shards/{shard}.tsv",
@@ -18,6 +18,7 @@ rule detect_voice_activity:
         mem_mb=2000,
         runtime=60,
     params:
+        sources=get_shard_audio_sources,
         settings=config["masks"]["vad"],
         n_shards=N_SHARDS,
         mask_root=get_mask_root,
@@ -27,7 +28,7 @@ rule detect_voice_activity:
 
 rule detect_mouth_open:
     input:
-        manifest="results/manifest.tsv",
+        manifest=ancient("results/manifest.tsv"),
         crops=dataset_ready(),
     output:
         "results/masks/mouth/shards/{shard}.tsv",
@@ -40,6 +41,7 @@ rule detect_mouth_open:
         mem_mb=2000,
         runtime=240,
     params:
+        sources=get_shard_crops_sources,
         settings=config["masks"]["mouth"],
         n_shards=N_SHARDS,
         mask_root=get_mask_root,

@@ -4,7 +4,7 @@
 rule train_fold:
     input:
         unpack(get_system_extra_inputs),
-        manifest="results/manifest.tsv",
+        manifest=ancient("results/manifest.tsv"),
         folds="results/folds.tsv",
         features=get_system_feature_shards,
     output:
@@ -22,6 +22,7 @@ rule train_fold:
         mem_mb=4000,
         runtime=120,
     params:
+        labels=get_label_sources,
         system=get_system,
         metadata=get_checkpoint_metadata,
         feature_root=get_feature_root,
@@ -33,7 +34,7 @@ rule train_fold:
 rule postprocess_predictions:
     input:
         predictions="results/predictions/{system}/{fold}/raw.tsv",
-        manifest="results/manifest.tsv",
+        manifest=ancient("results/manifest.tsv"),
     output:
         upsampled="results/predictions/{system}/{fold}/upsampled.tsv",  # what late fusion reads
         frames="results/predictions/{system}/{fold}/frames.tsv",
@@ -43,6 +44,7 @@ rule postprocess_predictions:
         mem_mb=2000,
         runtime=10,
     params:
+        labels=get_label_sources,
         smoothing_seconds=config["postprocess"]["smoothing_seconds"],
     script:
         "../scripts/postprocess_predictions.py"
@@ -51,7 +53,7 @@ rule postprocess_predictions:
 rule score_system:
     input:
         frames=get_system_fold_frames,
-        manifest="results/manifest.tsv",
+        manifest=ancient("results/manifest.tsv"),
     output:
         "results/metrics/{system}.tsv",
     log:
@@ -60,6 +62,7 @@ rule score_system:
         mem_mb=2000,
         runtime=10,
     params:
+        labels=get_label_sources,
         folds=get_system_folds,
     script:
         "../scripts/score_system.py"
@@ -69,7 +72,7 @@ rule missing_audio_sweep:
     input:
         config="results/models/{system}/{fold}/config.json",
         weights="results/models/{system}/{fold}/model.safetensors",
-        manifest="results/manifest.tsv",
+        manifest=ancient("results/manifest.tsv"),
         folds="results/folds.tsv",
         features=get_system_feature_shards,
     output:
@@ -86,6 +89,7 @@ rule missing_audio_sweep:
         mem_mb=4000,
         runtime=30,
     params:
+        labels=get_label_sources,
         feature_root=get_feature_root,
         smoothing_seconds=config["postprocess"]["smoothing_seconds"],
     script:
@@ -111,7 +115,7 @@ rule models_table:
 rule system_figures:
     input:
         frames=get_system_fold_frames,
-        manifest="results/manifest.tsv",
+        manifest=ancient("results/manifest.tsv"),
     output:
         traces=report(
             "results/figures/{system}/traces.png",
@@ -132,6 +136,7 @@ rule system_figures:
         mem_mb=2000,
         runtime=10,
     params:
+        labels=get_label_sources,
         folds=get_system_folds,
         trials=config["report"]["trace_trials"],
     script:

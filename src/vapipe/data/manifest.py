@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from vapipe.data.affwild2 import (
     read_example_submission,
     read_test_list,
     scan_crops,
+    walk_files,
 )
 from vapipe.data.timing import VideoTiming, read_timing
 from vapipe.errors import InputError
@@ -33,6 +35,7 @@ MANIFEST_COLUMNS = [
     "trial", "video", "split", "fps", "fps_fraction", "n_frames", "n_rows", "n_crops",
     "video_path", "crops_dir", "annotation_path", "annotation_short",
     "variable_rate", "audio_offset", "video_seconds", "audio_seconds", "timing_note",
+    "labels_source", "video_source", "crops_source",
 ]  # fmt: skip
 
 
@@ -124,6 +127,57 @@ class DatasetLayout:
 class AffWild2Layout(DatasetLayout):
     """The ABAW VA challenge release (../shared/affwild2.md): Train_Set / Validation_Set
     annotation folders, a test-list file, crops folders, batch folders of raw videos."""
+
+
+def digest(data: str | bytes) -> str:
+    """A short content fingerprint."""
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()[:16]
+
+
+def file_stamp(path: str | Path) -> str:
+    """Size and modification time of a file (a video: too large to hash on every manifest build)."""
+    stat = Path(path).stat()
+    return digest(f"{stat.st_size}:{stat.st_mtime_ns}")
+
+
+def input_source(row, input: str) -> str:
+    """What a trial's store is computed from, as the manifest fingerprints it: its rows and its face
+    crops (``input: face``) or its video's audio (``mixture``, ``vocals``). A store made from
+    anything else is recomputed; see `dataset_state` for when the manifest itself is rebuilt."""
+    column = "crops_source" if input == "face" else "video_source"
+    return f"{int(row.n_rows)}:{getattr(row, column, '')}"
+
+
+def dataset_state(layout: DatasetLayout) -> str:
+    """A cheap stamp of everything the manifest reads: size and modification time of the annotation
+    files, the lists and the videos, and of each crops folder (adding, removing or renaming a crop
+    changes its folder's time; a crop rewritten in place does not: touch its folder). The workflow
+    rebuilds the manifest when it changes; the manifest's per-trial sources then decide which
+    stores and jobs rerun."""
+    stamps = []
+
+    def stamp(path: Path) -> None:
+        try:
+            stat = path.stat()
+            stamps.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+        except OSError:
+            stamps.append(f"{path}:missing")
+
+    def listing(folder: Path) -> list[Path]:
+        return sorted(folder.iterdir()) if folder.is_dir() else [folder]  # a missing folder: "missing"
+
+    for split in listing(layout.annotations):
+        for path in listing(split) if split.is_dir() else [split]:
+            stamp(path)
+    for path in walk_files(layout.videos) if layout.videos.is_dir() else [layout.videos]:
+        stamp(path)
+    for root in layout.crops:
+        for folder in listing(root):  # a folder's own time: crops added, removed or renamed
+            stamp(folder)
+    for path in (layout.test_list, layout.example_submission):
+        if path is not None:
+            stamp(path)
+    return digest("\n".join(stamps))
 
 
 SKIPPED_COLUMNS = ["trial", "stage", "reason"]
@@ -260,6 +314,9 @@ def _trial_record(
         "video_seconds": round(timing.video_seconds, 6),
         "audio_seconds": round(timing.audio_seconds, 6),
         "timing_note": note,
+        "labels_source": digest(Path(annotation_path).read_bytes()) if annotation_path else f"example rows {n_rows}",
+        "video_source": file_stamp(videos[video]),
+        "crops_source": digest("\n".join(sorted(str(frame) for frame in crops))),
     }
 
 

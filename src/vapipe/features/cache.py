@@ -89,8 +89,9 @@ def write_store(
     os.replace(tmp, path)
 
 
-def is_complete(path: str | Path, expected_fingerprint: str | None = None) -> bool:
-    """True when `path` is a finished store (and made with `expected_fingerprint`, if given)."""
+def is_complete(path: str | Path, expected_fingerprint: str | None = None, expected_source: str | None = None) -> bool:
+    """True when `path` is a finished store (made with `expected_fingerprint` settings and from
+    `expected_source` data, where given: `vapipe.data.manifest.input_source`)."""
     path = Path(path)
     if not (path / "zarr.json").is_file():
         return False
@@ -99,6 +100,8 @@ def is_complete(path: str | Path, expected_fingerprint: str | None = None) -> bo
     except Exception:  # any unreadable store is simply not complete
         return False
     if attrs.get("complete") is not True:
+        return False
+    if expected_source is not None and attrs.get("source") != expected_source:
         return False
     return expected_fingerprint is None or attrs.get("fingerprint") == expected_fingerprint
 

@@ -24,6 +24,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from vapipe.data.affwild2 import DatasetError, index_crops
+from vapipe.data.manifest import input_source
 from vapipe.data.timing import row_spans
 from vapipe.features.alignment import pool_to_frames
 from vapipe.features.audio import read_wav
@@ -256,7 +257,9 @@ def extract_shard(
     todo = [
         row
         for row in trials.itertuples()
-        if not is_complete(store_path(feature_root, backbone_name, row.trial), settings_hash)
+        if not is_complete(
+            store_path(feature_root, backbone_name, row.trial), settings_hash, input_source(row, spec["input"])
+        )
     ]
     todo_trials = {row.trial for row in todo}
     summary = [{"trial": t, "status": "cached"} for t in trials["trial"] if t not in todo_trials]
@@ -292,6 +295,7 @@ def extract_shard(
             "fps": float(row.fps),
             "trial": row.trial,
             "fingerprint": settings_hash,
+            "source": input_source(row, spec["input"]),
             "flipped": flipped is not None,
         }
         extra = {"features_flipped": flipped} if flipped is not None else None

@@ -149,7 +149,7 @@ def import_shard(
     with handle:
         for row in trials.itertuples():
             target = store_path(feature_root, backbone_name, row.trial)
-            if is_complete(target, settings_hash):
+            if is_complete(target, settings_hash, str(int(row.n_rows))):
                 summary.append({"trial": row.trial, "status": "cached"})
                 continue
             try:
@@ -171,6 +171,7 @@ def import_shard(
                 "fps": float(row.fps),
                 "trial": row.trial,
                 "fingerprint": settings_hash,
+                "source": str(int(row.n_rows)),
                 "flipped": "features_flipped" in arrays,
             }
             write_store(target, features, valid, attrs, extra=arrays or None)

@@ -36,6 +36,7 @@ from PIL import Image, UnidentifiedImageError
 from scipy.ndimage import minimum_filter1d
 
 from vapipe.data.affwild2 import DatasetError, index_crops
+from vapipe.data.manifest import input_source
 from vapipe.data.timing import row_spans
 from vapipe.features.alignment import frame_spans
 from vapipe.features.audio import SAMPLE_RATE, read_wav
@@ -274,9 +275,16 @@ def _settings_hash(mask: str, settings: VadSpec | MouthSpec) -> str:
     return fingerprint({"mask": mask, **asdict(settings)})
 
 
+MASK_INPUT = {"vad": "mixture", "mouth": "face"}  # what each mask is computed from
+
+
 def _todo(trials: pd.DataFrame, mask_root: str | Path, mask: str, settings_hash: str) -> list:
-    """Manifest rows whose store is missing or was made with other settings."""
-    return [row for row in trials.itertuples() if not is_complete(mask_path(mask_root, mask, row.trial), settings_hash)]
+    """Manifest rows whose store is missing, or was made with other settings or from other data."""
+    return [
+        row
+        for row in trials.itertuples()
+        if not is_complete(mask_path(mask_root, mask, row.trial), settings_hash, input_source(row, MASK_INPUT[mask]))
+    ]
 
 
 def _summary_row(row: Any, measure_valid: np.ndarray, binary: np.ndarray, seconds: float) -> dict:
@@ -316,6 +324,7 @@ def detect_voice_activity_shard(
             "fps": float(row.fps),
             "trial": row.trial,
             "fingerprint": settings_hash,
+            "source": input_source(row, MASK_INPUT["vad"]),
             "settings": asdict(settings),
             "measure": "share of the frame's span inside speech",
         }
@@ -350,6 +359,7 @@ def detect_mouth_open_shard(
                 "fps": float(row.fps),
                 "trial": row.trial,
                 "fingerprint": settings_hash,
+                "source": input_source(row, MASK_INPUT["mouth"]),
                 "settings": asdict(settings),
                 "measure": "smoothed lip gap over inter-ocular distance, less its running minimum",
             }
