@@ -68,8 +68,13 @@ def get_dataset_state(wildcards):
     return "generated" if config["dataset"].get("demo") else dataset_state(DATASET)
 
 
-# Jobs read the manifest with ancient(): a rebuilt manifest reruns a job only when the part of it
-# the job reads changed, which its params carry as a digest of the manifest's per-trial sources.
+# Jobs read the manifest through get_manifest_file: ancient(), so a rebuilt manifest reruns a job only
+# when the part of it the job reads changed (its params carry a digest of the manifest's per-trial
+# sources), and through the checkpoint, so Snakemake judges those params only once the manifest is final.
+def get_manifest_file(wildcards):
+    return ancient(checkpoints.build_manifest.get().output.manifest)
+
+
 def manifest_digest(columns, trials=None):
     table = get_manifest()
     if trials is not None:

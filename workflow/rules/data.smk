@@ -55,7 +55,7 @@ rule collect_skipped_trials:
 
 rule make_folds:
     input:
-        ancient("results/manifest.tsv"),
+        get_manifest_file,
     output:
         "results/folds.tsv",
     log:

@@ -17,7 +17,7 @@ rule extract_audio:
 
 rule embed_faces:
     input:
-        manifest=ancient("results/manifest.tsv"),
+        manifest=get_manifest_file,
         crops=dataset_ready(),
     output:
         "results/features/{backbone}/shards/{shard}.tsv",
@@ -45,7 +45,7 @@ rule embed_faces:
 
 rule embed_audio:
     input:
-        manifest=ancient("results/manifest.tsv"),
+        manifest=get_manifest_file,
         audio=get_shard_audio,
     output:
         "results/features/{backbone}/shards/{shard}.tsv",
@@ -73,7 +73,7 @@ rule embed_audio:
 
 rule import_features:
     input:
-        manifest=ancient("results/manifest.tsv"),
+        manifest=get_manifest_file,
         features=get_imported_file,
     output:
         "results/features/{backbone}/shards/{shard}.tsv",

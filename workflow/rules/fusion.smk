@@ -4,7 +4,7 @@
 rule fuse_systems:
     input:
         upsampled=get_fusion_upsampled,
-        manifest=ancient("results/manifest.tsv"),
+        manifest=get_manifest_file,
     output:
         frames="results/fusion/{fusion}/frames.tsv",
         summary="results/fusion/{fusion}/summary.json",

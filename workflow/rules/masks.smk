@@ -5,7 +5,7 @@
 
 rule detect_voice_activity:
     input:
-        manifest=ancient("results/manifest.tsv"),
+        manifest=get_manifest_file,
         audio=get_shard_audio,
     output:
         "results/masks/vad/shards/{shard}.tsv",
@@ -28,7 +28,7 @@ rule detect_voice_activity:
 
 rule detect_mouth_open:
     input:
-        manifest=ancient("results/manifest.tsv"),
+        manifest=get_manifest_file,
         crops=dataset_ready(),
     output:
         "results/masks/mouth/shards/{shard}.tsv",

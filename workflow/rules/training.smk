@@ -4,7 +4,7 @@
 rule train_fold:
     input:
         unpack(get_system_extra_inputs),
-        manifest=ancient("results/manifest.tsv"),
+        manifest=get_manifest_file,
         folds="results/folds.tsv",
         features=get_system_feature_shards,
     output:
@@ -34,7 +34,7 @@ rule train_fold:
 rule postprocess_predictions:
     input:
         predictions="results/predictions/{system}/{fold}/raw.tsv",
-        manifest=ancient("results/manifest.tsv"),
+        manifest=get_manifest_file,
     output:
         upsampled="results/predictions/{system}/{fold}/upsampled.tsv",  # what late fusion reads
         frames="results/predictions/{system}/{fold}/frames.tsv",
@@ -53,7 +53,7 @@ rule postprocess_predictions:
 rule score_system:
     input:
         frames=get_system_fold_frames,
-        manifest=ancient("results/manifest.tsv"),
+        manifest=get_manifest_file,
     output:
         "results/metrics/{system}.tsv",
     log:
@@ -72,7 +72,7 @@ rule missing_audio_sweep:
     input:
         config="results/models/{system}/{fold}/config.json",
         weights="results/models/{system}/{fold}/model.safetensors",
-        manifest=ancient("results/manifest.tsv"),
+        manifest=get_manifest_file,
         folds="results/folds.tsv",
         features=get_system_feature_shards,
     output:
@@ -115,7 +115,7 @@ rule models_table:
 rule system_figures:
     input:
         frames=get_system_fold_frames,
-        manifest=ancient("results/manifest.tsv"),
+        manifest=get_manifest_file,
     output:
         traces=report(
             "results/figures/{system}/traces.png",
