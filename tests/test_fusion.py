@@ -29,8 +29,10 @@ from vapipe.fusion import (
     register_fusion,
     targetwise_fold_selection,
 )
+from vapipe.fusion import base as fusion_base
+from vapipe.fusion.base import grouped_splits
 from vapipe.fusion.dirichlet import moments
-from vapipe.fusion.run import fuse_systems
+from vapipe.fusion.run import fitting_frames, fuse_systems
 
 # The metrics row of each built-in method's score on its own fitting frames.
 FIT_ROW = {"dwf": "fit", "random_forest": "out_of_bag"}
@@ -179,6 +181,33 @@ def test_forest_warm_start_grid_equals_fresh_forests_and_follows_the_seed():
     assert grown.cv_scores_ == again.cv_scores_
 
 
+def test_forest_chooses_its_settings_inside_each_split_without_the_held_out_trials():
+    """Per split, the whole selection (out-of-bag CCC over n_estimators x criterion, then the chosen
+    forest) runs on the split's training frames alone; the full-data fit is reported as before."""
+    preds, labels, groups = trials_with_a_trial_specific_model()
+    forest = ForestFusion(seed=0, cv_splits=2).fit(preds, labels, groups)
+    everything = ForestFusion(seed=0).fit(preds, labels)  # no groups: the full-data fit alone
+    assert forest.params_ == everything.params_ and forest.fit_scores_ == everything.fit_scores_
+    pd.testing.assert_frame_equal(forest.selection_, everything.selection_)
+    np.testing.assert_array_equal(forest.predict(preds), everything.predict(preds))
+
+    keep = labels[:, 0] != -5
+    chosen = []
+    for k, (train, test) in enumerate(grouped_splits(groups, keep, 2, "RF")):
+        assert not set(groups[train]) & set(groups[test])
+        alone = ForestFusion(seed=0).fit(preds[train], labels[train])  # never sees the held-out trials
+        np.testing.assert_allclose(
+            forest.cv_predictions_[test], alone.predict(preds[test]), rtol=1e-10, atol=1e-12, err_msg=f"split {k}"
+        )
+        chosen.append(alone.params_)
+    # The data make the held-out trials matter: some split chooses other settings than all frames do.
+    assert any(params != forest.params_ for params in chosen), (forest.params_, chosen)
+    assert forest.cv_params_ == chosen
+    summary = json.loads(json.dumps(forest.summary()))
+    assert summary["cv_params"] == chosen and summary["params"] == forest.params_
+    assert everything.cv_params_ is None and everything.summary()["cv_params"] is None
+
+
 # --- tables and folds ------------------------------------------------------------------------
 
 
@@ -264,29 +293,27 @@ def test_cross_fitted_predictions_cover_unannotated_frames_from_weights_fitted_e
     assert dwf.cv_scores_["valence"] == pytest.approx(ccc(dwf.cv_predictions_[annotated, 0], labels[annotated, 0]))
 
 
-def synthetic_system_tables(tmp_path, n_trials=8, n_frames=120, seed=0):
+def synthetic_system_tables(tmp_path, n_trials=8, n_frames=120, seed=0, trials=None):
     """Annotation files, a manifest and two systems' upsampled tables over official + two K folds:
-    'good' is the labels plus small noise, 'noise' is unrelated; the last trial is a test trial."""
+    'good' is the labels plus small noise, 'noise' is unrelated; the last trial is a test trial.
+    ``trials`` names them (default v0, v1, ...); folds take them by position: official the first
+    four, k0 the 1st, 3rd, 5th, 7th, k1 the 2nd, 4th, 6th."""
+    names = list(trials) if trials is not None else [f"v{i}" for i in range(n_trials)]
     rng = np.random.default_rng(seed)
     rows, labels = [], {}
-    for i in range(n_trials):
-        trial = f"v{i}"
+    for i, trial in enumerate(names):
         t = np.arange(n_frames) / 30
         labels[trial] = np.stack([0.8 * np.sin(t * (1 + i / 3)), 0.6 * np.cos(t * (2 + i / 4))], axis=1)
         path = tmp_path / f"{trial}.txt"
         np.savetxt(path, labels[trial], delimiter=",", header="valence,arousal", comments="", fmt="%.5f")
         rows.append({"trial": trial, "annotation_path": str(path), "fps": 30.0, "n_rows": n_frames})
     manifest = pd.DataFrame(rows)
-    heldout = {
-        "official": [f"v{i}" for i in range(4)],
-        "k0": [f"v{i}" for i in range(0, 7, 2)],
-        "k1": [f"v{i}" for i in range(1, 7, 2)],
-    }
+    heldout = {"official": names[:4], "k0": names[0:7:2], "k1": names[1:7:2]}
 
     def table(system, fold):
         parts = []
-        for trial in [f"v{i}" for i in range(n_trials)]:
-            subset = "test" if trial == f"v{n_trials - 1}" else "heldout" if trial in heldout[fold] else None
+        for trial in names:
+            subset = "test" if trial == names[-1] else "heldout" if trial in heldout[fold] else None
             if subset is None:
                 continue
             y = labels[trial]
@@ -332,12 +359,64 @@ def test_fuse_systems_reports_cross_fitted_scores_and_fuses_the_test_rows(tmp_pa
         fuse_systems(spec, upsampled, manifest, smoothing_seconds=0.0)
 
 
+@pytest.mark.parametrize("method", ["dwf", "random_forest"])
+def test_fuse_systems_holds_out_both_people_of_a_video_together(tmp_path, monkeypatch, method):
+    """v1_left and v1_right are two people in one video: cross-fitting groups by video, so no split
+    fits on one of them while the other is held out."""
+    trials = ["v0", "v1_left", "v1_right", "v2", "v3", "v4", "v5", "v6"]  # v6: the test trial
+    manifest, upsampled = synthetic_system_tables(tmp_path, trials=trials)
+    kfolds = {s: {f: t for f, t in folds.items() if f != "official"} for s, folds in upsampled.items()}
+    spec = {"method": method, "systems": ["good", "noise"], "seed": 0, "cv_splits": 3}
+    spec |= {"pool_size": 1000} if method == "dwf" else {"n_estimators_grid": (10,), "criteria": ("squared_error",)}
+
+    used = []  # (groups, splits) of every cross-fitting
+    grouped_splits_of_base = fusion_base.grouped_splits
+
+    def recording_splits(groups, keep, n_splits, what):
+        splits = list(grouped_splits_of_base(groups, keep, n_splits, what))
+        used.append((np.asarray(groups), splits))
+        return iter(splits)
+
+    monkeypatch.setattr(fusion_base, "grouped_splits", recording_splits)
+    _, _, metrics, (fuser, preds, _) = fuse_systems(spec, kfolds, manifest, smoothing_seconds=0.5)
+    keys, _ = align_predictions({s: fitting_frames(kfolds[s]) for s in spec["systems"]}, what="system")
+    trial = keys["trial"].to_numpy()
+    assert len(used) == 1 and len(trial) == len(preds)
+    groups, splits = used[0]
+    assert len(splits) == 3
+    for train, test in splits:
+        fitted, held_out = set(trial[train]), set(trial[test])
+        assert not fitted & held_out
+        for person, other in (("v1_left", "v1_right"), ("v1_right", "v1_left")):
+            assert not (person in fitted and other in held_out), (sorted(fitted), sorted(held_out))
+    assert any({"v1_left", "v1_right"} <= set(trial[test]) for _, test in splits)
+    assert sorted(set(groups)) == ["v0", "v1", "v2", "v3", "v4", "v5"]  # the groups are the base videos
+    assert (metrics.set_index("fold")["mean"] > 0.8).all(), metrics
+
+    # Both people of one video are one group: with nothing else annotated there is nothing to cross-fit.
+    manifest, upsampled = synthetic_system_tables(tmp_path, trials=["v1_left", "v1_right", "v9"])
+    official = {s: {"official": folds["official"]} for s, folds in upsampled.items()}
+    with pytest.raises(ValueError, match=r"needs annotated frames of at least two groups \(videos\), got 1: v1$"):
+        fuse_systems(spec, official, manifest, smoothing_seconds=0.0)
+
+
+def test_grouped_splits_need_two_annotated_groups_and_annotated_frames_in_every_split():
+    preds, labels = truth_and_noise(n=100)
+    with pytest.raises(ValueError, match=r"^DWF: the grouped cross-validation needs annotated frames of at least two "):
+        DirichletWeightedFusion(pool_size=1000).fit(preds, labels, groups=np.repeat("v1", 100))
+    groups = np.array(["a"] * 10 + ["b"] * 10 + ["u"] * 80)
+    labels[groups == "u"] = -5.0  # GroupKFold puts the large unannotated group alone: a and b share a split
+    with pytest.raises(ValueError, match=r"holds out every group with annotated frames \(a, b\), leaving none"):
+        DirichletWeightedFusion(pool_size=1000, cv_splits=2).fit(preds, labels, groups=groups)
+    with pytest.raises(ValueError, match="cv_splits must be at least 2, got 1"):
+        DirichletWeightedFusion(pool_size=1000, cv_splits=1).fit(preds, labels, groups=np.arange(100) % 4)
+
+
 # --- one interface: the registry and the LateFusion contract ----------------------------------
 
-# Options that keep each built-in method's contract test small. The random forest picks its
-# (n_estimators, criterion) once, on all fitting frames, and cross-fits with them (its documented
-# behaviour): with one grid point a forest fitted without a trial picks the same ones.
-CONTRACT_OPTIONS = {"random_forest": {"n_estimators_grid": (10,), "criteria": ("squared_error",)}}
+# Options of a method's contract test, where one needs them to stay small. None do: the random
+# forest runs with its full (n_estimators, criterion) grid, chosen again inside every split.
+CONTRACT_OPTIONS: dict[str, dict] = {}
 
 
 def trials_with_a_trial_specific_model(n_trials=4, length=80, seed=0):
@@ -399,7 +478,7 @@ def test_every_registered_method_keeps_the_late_fusion_contract(method, tmp_path
     assert fuser.cv_splits >= 4
     for trial in np.unique(groups):
         held_out = groups == trial
-        without = create_fusion(method, **options).fit(preds[~held_out], labels[~held_out], groups[~held_out])
+        without = create_fusion(method, **options).fit(preds[~held_out], labels[~held_out])
         np.testing.assert_allclose(
             fuser.cv_predictions_[held_out],
             without.predict(preds[held_out]),

@@ -3,13 +3,18 @@
 A fusion method is one class: subclass `LateFusion`, register it with ``@register_fusion("name")``
 and implement how its parameters are chosen on a set of frames (`_fit_frames`) and applied
 (`_predict_frames`). The shared `LateFusion.fit` leaves unannotated frames out, validates the
-inputs and cross-fits over trials, so every method reports the same fitted attributes:
+inputs and cross-fits over groups (`vapipe.fusion.run` passes each frame's video, so the two people
+``<video>_left`` and ``<video>_right`` of one video are held out together), so every method reports
+the same fitted attributes:
 
 - ``fit_scores_``: {valence, arousal, mean, n_frames}, the score on the frames the parameters were
   chosen on (optimistic; its metrics row is named by the class attribute ``fit_score_name``);
-- ``cv_scores_``: the same keys, the trial-grouped cross-fitted score;
+- ``cv_scores_``: the same keys, the group-wise cross-fitted score;
 - ``cv_predictions_`` [N, 2]: every frame, annotated or not, fused by parameters chosen on the
-  other splits of a GroupKFold over the groups (trials or videos).
+  other splits of a GroupKFold over the groups: the whole choice (weights, hyper-parameters) is
+  made again inside each split, on its training frames alone, never with the held-out group;
+- ``cv_params_``: per split, what that split's fit chose (`_chosen_params`; None entries for a
+  method that records nothing).
 
 ``create_fusion(method, **options)`` builds a registered method (what a config's ``fusions:``
 entry names), ``list_fusions()`` lists them, ``fusion_options(method)`` gives a method's options and
@@ -42,19 +47,36 @@ def check_base_predictions(preds: np.ndarray, labels: np.ndarray | None = None) 
 
 
 def grouped_splits(groups, keep: np.ndarray, n_splits: int, what: str):
-    """GroupKFold over all frames by group (trial): (train frames with labels, every test frame).
+    """GroupKFold over all frames by group (video): (train frames with labels, every test frame).
 
-    Test frames include unannotated ones, so each trial gets a complete out-of-split prediction;
-    only annotated frames are fitted on.
+    Test frames include unannotated ones, so each group gets a complete out-of-split prediction;
+    only annotated frames are fitted on. No more splits than groups with annotated frames; fewer
+    than two such groups, or a split left with no annotated frame to fit on, is a ValueError.
     """
     groups = np.asarray(groups)
     if groups.shape != keep.shape:
         raise ValueError(f"{what}: expected groups of shape {keep.shape}, got {groups.shape}")
-    n_splits = min(n_splits, len(np.unique(groups[keep])))
     if n_splits < 2:
-        raise ValueError(f"{what}: the grouped cross-validation needs annotated frames of at least two trials")
-    for train, test in GroupKFold(n_splits=n_splits).split(keep, groups=groups):
+        raise ValueError(f"{what}: cv_splits must be at least 2, got {n_splits}")
+    annotated = np.unique(groups[keep])
+    if len(annotated) < 2:
+        raise ValueError(
+            f"{what}: the grouped cross-validation needs annotated frames of at least two groups (videos), "
+            f"got {len(annotated)}" + (f": {_some(annotated)}" if len(annotated) else "")
+        )
+    for train, test in GroupKFold(n_splits=min(n_splits, len(annotated))).split(keep, groups=groups):
+        if not keep[train].any():
+            raise ValueError(
+                f"{what}: a cross-validation split holds out every group with annotated frames "
+                f"({_some(np.unique(groups[test]))}), leaving none to fit on"
+            )
         yield train[keep[train]], test
+
+
+def _some(names, shown: int = 3) -> str:
+    """'a, b, c, ...': the first few names, for a one-line message."""
+    names = [str(n) for n in names]
+    return ", ".join(names[:shown] + (["..."] if len(names) > shown else []))
 
 
 def _json_ready(value):
@@ -74,9 +96,9 @@ class LateFusion(BaseEstimator):
     """The contract of a late-fusion method: M base models' per-frame predictions to one [N, 2].
 
     ``fit(preds [N, M, 2], labels [N, 2], groups [N] = None) -> self``: frames whose label is -5
-    (either target) are left out of fitting; ``groups`` (the trial or video of each frame) drive the
-    cross-fitting (``cv_splits`` GroupKFold splits); without them ``cv_scores_`` and
-    ``cv_predictions_`` are None. ``predict(preds [N, M, 2]) -> [N, 2]``.
+    (either target) are left out of fitting; ``groups`` (the video of each frame) drive the
+    cross-fitting (``cv_splits`` GroupKFold splits); without them ``cv_scores_``,
+    ``cv_predictions_`` and ``cv_params_`` are None. ``predict(preds [N, M, 2]) -> [N, 2]``.
 
     A subclass sets ``display_name`` (for messages), ``fit_score_name`` (the metrics row of
     ``fit_scores_``) and implements:
@@ -85,8 +107,10 @@ class LateFusion(BaseEstimator):
       and store the fitted parameters on these frames (annotated only) and return their score there;
     - ``_predict_frames(preds [N, M, 2]) -> [N, 2]`` with those parameters;
     - optionally ``_check_fit(preds, keep)`` (raise ValueError on inputs it cannot fit),
+      ``_chosen_params()`` (what a fit chose, recorded per split in ``cv_params_``),
       ``_split_fusion`` (how one cross-fitting split is fitted; by default a fresh copy of the
-      method chosen on the split's training frames alone), ``summary`` and ``figure``.
+      method whose whole choice runs on the split's training frames alone), ``summary`` and
+      ``figure``.
 
     Constructor arguments are the method's options, every one with a default (scikit-learn style:
     stored under the same name, nothing else done in ``__init__``).
@@ -110,8 +134,14 @@ class LateFusion(BaseEstimator):
     def _predict_frames(self, preds: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} does not implement _predict_frames")
 
+    def _chosen_params(self) -> dict | None:
+        """What this fit chose on its frames (JSON-ready), kept per cross-fitting split in
+        ``cv_params_``; None (the default): nothing to record."""
+        return None
+
     def _split_fusion(self, preds: np.ndarray, labels: np.ndarray) -> LateFusion:
-        """A fusion fitted on one split's training frames (annotated), that predicts its test frames."""
+        """A fusion fitted on one split's training frames (annotated), that predicts its test frames:
+        a fresh copy of this method, so everything it chooses is chosen without the test frames."""
         fold = clone(self)
         fold.n_models_ = preds.shape[1]
         fold._fit_frames(preds, labels)
@@ -136,12 +166,14 @@ class LateFusion(BaseEstimator):
             "mean": float(np.mean([scores[t] for t in TARGETS])),
             "n_frames": int(keep.sum()),
         }
-        self.cv_scores_ = self.cv_predictions_ = None
+        self.cv_scores_ = self.cv_predictions_ = self.cv_params_ = None
         if splits is not None:
-            fused = np.empty_like(labels)
+            fused, chosen = np.empty_like(labels), []
             for train, test in splits:
-                fused[test] = self._split_fusion(preds[train], labels[train])._predict_frames(preds[test])
-            self.cv_predictions_ = fused
+                fold = self._split_fusion(preds[train], labels[train])
+                fused[test] = fold._predict_frames(preds[test])
+                chosen.append(fold._chosen_params())
+            self.cv_predictions_, self.cv_params_ = fused, chosen
             self.cv_scores_ = va_scores(fused[keep], labels[keep])
         return self
 

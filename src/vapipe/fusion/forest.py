@@ -7,8 +7,11 @@ with the split criterion: n_estimators in {10, 20, 50, 100} x criterion, best ou
 
 Out-of-bag scores are optimistic on frame sequences: a frame left out of a tree's bootstrap sample
 has its neighbours, with nearly the same inputs and label, in it. The paper's RF scored 0.763 on
-development and 0.432 on test (Table 5). So the chosen forest is also scored by trial-grouped
-cross-validation (GroupKFold, same hyper-parameters, same seed): ``cv_scores_``.
+development and 0.432 on test (Table 5). So the method is also scored by video-grouped
+cross-fitting (GroupKFold, same seed): inside each split the whole selection (out-of-bag CCC over
+the grid, then the chosen forest) runs on that split's training frames alone and predicts the
+held-out videos, which never take part in choosing the settings that score them: ``cv_scores_``,
+with each split's choice in ``cv_params_``.
 
 Criteria: "squared_error" (leaf mean) and "absolute_error" (leaf median, robust to outlying
 labels). In the installed scikit-learn (1.9) "friedman_mse" is deprecated as identical to
@@ -19,7 +22,8 @@ valence and arousal are not.
 Cost and memory on Aff-Wild2 (~1M annotated frames): a fully grown tree there holds ~1M nodes
 (about 9 MB per tree at 100k frames), so 100 trees per target need several GB; ``max_samples``
 (fraction of frames per bootstrap sample) or ``min_samples_leaf`` bound both. The defaults are
-scikit-learn's, as the paper states no others.
+scikit-learn's, as the paper states no others. The grid is searched 1 + ``cv_splits`` times (all
+fitting frames, then each split's training frames); only one split's forests are held at a time.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 from sklearn.ensemble import RandomForestRegressor
 
 from vapipe import TARGETS
@@ -60,10 +63,10 @@ class ForestFusion(LateFusion):
     that size); the (n_estimators, criterion) with the best out-of-bag CCC (first in grid order on a
     tie) is kept, regrown only when it is not the largest forest. Fitted attributes: ``models_``,
     ``params_`` {target: ...}, ``fit_scores_`` (the chosen forests' out-of-bag CCC; metrics row
-    "out_of_bag") and ``cv_scores_`` (trial-grouped cross-fitted CCC), ``selection_`` (every grid
-    point's OOB CCC), ``cv_predictions_`` [N, 2] (every frame, annotated or not, predicted by
-    forests grown on the other trials' annotated frames with the chosen hyper-parameters and seed;
-    the hyper-parameters themselves are chosen once, on all fitting frames).
+    "out_of_bag"), ``selection_`` (every grid point's OOB CCC), all chosen on all fitting frames;
+    ``cv_predictions_`` [N, 2] (every frame, annotated or not, predicted by a ForestFusion fitted
+    on the other groups' annotated frames alone: the same seed, its own selection over the grid),
+    ``cv_scores_`` (their CCC) and ``cv_params_`` (per split, the {target: params} it chose).
 
     With 10 trees about (1 - 1/e)^10 = 1% of frames are in every bootstrap sample; scikit-learn
     predicts 0 for them out-of-bag (and warns, silenced here), which slightly handicaps the
@@ -137,27 +140,23 @@ class ForestFusion(LateFusion):
         self.selection_ = pd.DataFrame(selection, columns=["target", "criterion", "n_estimators", "oob_ccc"])
         return scores
 
-    def _split_fusion(self, preds: np.ndarray, labels: np.ndarray) -> ForestFusion:
-        """Forests of the chosen (n_estimators, criterion), same seed, grown on one split's frames."""
-        X = stack_features(preds)
-        fold = clone(self)
-        fold.n_models_, fold.n_features_ = preds.shape[1], X.shape[1]
-        fold.params_ = dict(self.params_)
-        fold.models_ = {t: self._forest(**self.params_[t]).fit(X, labels[:, i]) for i, t in enumerate(TARGETS)}
-        return fold
+    def _chosen_params(self) -> dict:
+        """{target: {n_estimators, criterion}} this fit chose (per split: ``cv_params_``)."""
+        return {t: dict(params) for t, params in self.params_.items()}
 
     def _predict_frames(self, preds: np.ndarray) -> np.ndarray:
         X = stack_features(preds)
         return np.stack([self.models_[t].predict(X) for t in TARGETS], axis=1)
 
     def summary(self, models: list[str] | None = None) -> dict:
-        """JSON-ready record: seed, chosen hyper-parameters, every grid point's OOB CCC, scores."""
+        """JSON-ready record: seed, chosen hyper-parameters, every grid point's OOB CCC, scores, and
+        per cross-fitting split the hyper-parameters chosen there (``cv_params``; None without groups)."""
         return super().summary(models) | _json_ready(
-            {"params": self.params_, "selection": self.selection_.to_dict("records")}
+            {"params": self.params_, "selection": self.selection_.to_dict("records"), "cv_params": self.cv_params_}
         )
 
     def figure(self, preds, labels, models: list[str], path) -> None:
-        """OOB CCC of the (n_estimators, criterion) grid, with the cross-fitted CCC of the chosen forest."""
+        """OOB CCC of the (n_estimators, criterion) grid, with the cross-fitted CCC (selection per split)."""
         plt = pyplot()
         fig, axes = plt.subplots(1, len(TARGETS), figsize=(9, 3.6), squeeze=False, sharey=True)
         for i, target in enumerate(TARGETS):
@@ -165,11 +164,11 @@ class ForestFusion(LateFusion):
             grid = self.selection_[self.selection_["target"] == target]
             for criterion, rows in grid.groupby("criterion"):
                 ax.plot(rows["n_estimators"], rows["oob_ccc"], marker="o", label=f"out-of-bag, {criterion}")
-            ax.axhline(self.cv_scores_[target], color="black", linestyle="--", label="trial-grouped CV (chosen forest)")
+            ax.axhline(self.cv_scores_[target], color="black", linestyle="--", label="grouped CV (selected per split)")
             ax.set_xscale("log")
             ax.set_xlabel("n_estimators")
             ax.set_title(target)
         axes[0, 0].set_ylabel("CCC")
         axes[0, 0].legend(fontsize=7)
-        fig.suptitle("Random-forest fusion: out-of-bag selection against trial-grouped CV")
+        fig.suptitle("Random-forest fusion: out-of-bag selection against video-grouped CV")
         save_figure(fig, path)

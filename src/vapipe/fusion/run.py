@@ -3,19 +3,25 @@
 Fitting frames: the base systems' held-out frames of the fusion's folds, i.e. the out-of-fold
 predictions of the K folds, or the official validation predictions when the folds are
 ['official'] (the papers choose fusion weights on the development set). A score is never
-reported on the frames it was chosen on: the fused held-out rows are cross-fitted (weights or
-forests chosen on the other trials, `grouped_splits`), then smoothed, and scored like any system.
-Test rows: each base system's test predictions averaged over the folds, fused by the fit on all
-fitting frames, then smoothed.
+reported on the frames it was chosen on: the fused held-out rows are cross-fitted (weights, or
+forests with their hyper-parameters, chosen on the other splits' frames alone, `grouped_splits`),
+then smoothed, and scored like any system. Test rows: each base system's test predictions averaged
+over the folds, fused by the fit on all fitting frames, then smoothed.
+
+Cross-fitting groups frames by base video (`vapipe.data.affwild2.base_video`), for every method:
+``<video>_left`` and ``<video>_right`` are two people in one video (same audio, same scene), so
+they are always held out together, never one fitted on while the other is scored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 from vapipe import TARGETS
+from vapipe.data.affwild2 import base_video
 from vapipe.data.folds import OFFICIAL
 from vapipe.evaluation.scoring import score_predictions
 from vapipe.fusion.base import LateFusion, create_fusion
@@ -42,6 +48,11 @@ def fitting_frames(folds: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return out_of_fold_predictions(folds)
 
 
+def cross_fitting_groups(keys: pd.DataFrame) -> np.ndarray:
+    """[N] the base video of each frame's trial: the groups a fusion is cross-fitted over."""
+    return keys["trial"].map(base_video).to_numpy()
+
+
 def make_fuser(spec: dict) -> LateFusion:
     """The spec's registered method (`vapipe.fusion.base`), built with every other key as an option."""
     return create_fusion(spec["method"], **{k: v for k, v in spec.items() if k not in SPEC_KEYS})
@@ -63,7 +74,7 @@ def fuse_systems(
     systems = list(spec["systems"])
     keys, preds = align_predictions({s: fitting_frames(upsampled[s]) for s in systems}, what="system")
     labels = frame_labels(keys, manifest)
-    fuser = make_fuser(spec).fit(preds, labels, groups=keys["trial"].to_numpy())
+    fuser = make_fuser(spec).fit(preds, labels, groups=cross_fitting_groups(keys))
     heldout = fused_table(keys, fuser.cv_predictions_).assign(set="heldout")
 
     parts = [heldout]
