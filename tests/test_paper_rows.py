@@ -149,3 +149,42 @@ def test_markdown_tables_become_html_pages_the_report_can_show():
     assert "<td>sys</td><td>official</td><td>0.500</td><td>0.250</td><td>0.375</td><td>10</td>" in metrics_page(
         {"sys": metrics}
     )
+
+
+@pytest.mark.parametrize("configs", [["config/config.yaml"], ["config/affwild2.yaml"]])
+def test_each_row_is_smoothed_only_where_its_paper_smooths(configs):
+    """Issue 13.1: the 0.5 s Hamming window is Dresvyanskiy et al.'s; SAGE, IACA, USTC and DASP
+    describe no smoothing, so their rows are scored on the upsampled predictions as they are."""
+    from vapipe.specs import PipelineSpec
+
+    config = load_config(*configs)
+    papers = load_paper_rows(REPO / "config/rows.yaml")
+    systems, fusions = materialize_rows(config, papers)
+    spec = PipelineSpec.from_config({**config, "systems": {**config["systems"], **systems}, "fusions": fusions})
+    for paper, declared in papers.items():
+        for row in declared["rows"].values():
+            names = [row["system"]] if "system" in row else list(spec.fusions[row["fusion"]].systems)
+            expected = 0.5 if paper == "dresvyanskiy" else 0.0
+            assert {spec.postprocess_of(n).smoothing_seconds for n in names} == {expected}, (paper, row["label"])
+    assert spec.postprocess.smoothing_seconds == 0.5  # the default, for the config's other systems
+
+
+def test_the_tables_state_each_rows_smoothing():
+    config = load_config("config/config.yaml")
+    papers = load_paper_rows(REPO / "config/rows.yaml")
+    systems, fusions = materialize_rows(config, papers)
+    config["systems"].update(systems)
+    config["fusions"] = fusions
+    metrics = pd.DataFrame({"fold": ["official"], "valence": [0.5], "arousal": [0.4], "mean": [0.45], "n_frames": [9]})
+    sage = row_record("sage", "t1_ours", papers["sage"]["rows"]["t1_ours"], config, metrics)
+    face = row_record("dresvyanskiy", "t2_v1", papers["dresvyanskiy"]["rows"]["t2_v1"], config, metrics)
+    assert sage["smoothing"] == "none" and face["smoothing"] == "Hamming 0.5 s"
+    assert "| official | 0.500 | 0.400 | 0.450 | none | sage_paper |" in paper_table("SAGE", [sage])
+
+
+def test_sages_audio_backbone_is_the_papers_wavlm_base():
+    """Issue 13.3: SAGE (paper 000, sec. 4.1) uses WavLM-base; base-plus is a different model."""
+    backbones = load_config("config/affwild2.yaml")["backbones"]
+    assert backbones["voice_wavlm_base"]["id"] == "microsoft/wavlm-base"
+    papers = load_paper_rows(REPO / "config/rows.yaml")
+    assert papers["sage"]["systems"]["sage_paper"]["features"] == ["face_resnet50", "voice_wavlm_base"]

@@ -230,6 +230,12 @@ def test_every_paper_model_trains_through_the_workflow_and_lands_in_the_table(ti
     assert (tiny_run / "results/sweeps/tcn_av/official/missing_audio.png").stat().st_size > 10_000
     history = (tiny_run / "logs/train_fold/dresvyanskiy_audio_v1/official.log").read_text()
     assert "validation (early stopping / selection)" in history
+    # Smoothing is Dresvyanskiy et al.'s protocol: SAGE's frames are its upsampled outputs as they are
+    for system, smoothed in (("sage", False), ("dresvyanskiy_face", True)):
+        folder = tiny_run / f"results/predictions/{system}/official"
+        frames, upsampled = (pd.read_csv(folder / f"{name}.tsv", sep="\t") for name in ("frames", "upsampled"))
+        assert frames[["valence", "arousal"]].equals(upsampled[["valence", "arousal"]]) != smoothed, system
+    assert "| sage | sage | face_mobilenetv3, voice_wavlm | official" in table and "| none |" in table
 
 
 def planned_jobs(result) -> dict[str, int]:

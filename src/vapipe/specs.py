@@ -210,6 +210,14 @@ class FoldsSpec:
 
 
 @dataclass(frozen=True)
+class PostprocessSpec:
+    """After upsampling to every frame: a normalised Hamming window of about this many seconds at the
+    video rate (Dresvyanskiy et al.: 0.5 s); 0: none, as the papers that describe no smoothing."""
+
+    smoothing_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
 class TrainSpec:
     """Optimisation settings of a neural system (config ``systems.<name>.train``)."""
 
@@ -252,6 +260,8 @@ class SystemSpec:
     train: TrainSpec = TrainSpec()
     folds: tuple[str, ...] | None = None  # folds this system trains on (None: every fold)
     paper_features: tuple[str, ...] | None = None  # set by config/rows.yaml: the paper's backbones
+    # Its own post-processing, where its paper's protocol differs from the config's (None: that).
+    postprocess: PostprocessSpec | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping, path: str = "system") -> SystemSpec:
@@ -259,7 +269,8 @@ class SystemSpec:
 
     def to_dict(self) -> dict:
         """As in the config: optional lists that are not set are left out."""
-        return {k: v for k, v in to_dict(self).items() if v is not None or k not in ("folds", "paper_features")}
+        optional = ("folds", "paper_features", "postprocess")
+        return {k: v for k, v in to_dict(self).items() if v is not None or k not in optional}
 
 
 @dataclass(frozen=True)
@@ -306,11 +317,6 @@ class ReportSpec:
     systems: tuple[str, ...] = ()  # systems whose traces and CCC per trial are drawn
     trace_trials: int = 3
     missing_audio: tuple[str, ...] = ()  # "<system>/<fold>" missing-audio sweeps
-
-
-@dataclass(frozen=True)
-class PostprocessSpec:
-    smoothing_seconds: float = 0.5  # Hamming window at the video rate; 0: none
 
 
 @dataclass(frozen=True)
@@ -408,3 +414,7 @@ class PipelineSpec:
 
     def fold_names(self) -> list[str]:
         return self.folds.names()
+
+    def postprocess_of(self, system: str) -> PostprocessSpec:
+        """The post-processing a system's predictions get: its own, else the config's."""
+        return self.systems[system].postprocess or self.postprocess

@@ -149,11 +149,21 @@ def get_system(wildcards):
     return config["systems"][wildcards.system]
 
 
+def system_postprocess(system):
+    """A system's post-processing: its own (its paper's protocol), else the config's."""
+    return config["systems"][system].get("postprocess") or config["postprocess"]
+
+
+def get_system_smoothing(wildcards):
+    return system_postprocess(wildcards.system)["smoothing_seconds"]
+
+
 def get_checkpoint_metadata(wildcards):
     """What a checkpoint keeps beside the system spec, for `vapipe predict`: the specs of the
     backbones it reads and the post-processing its predictions get."""
     features = config["systems"][wildcards.system]["features"]
-    return {"backbones": {name: config["backbones"][name] for name in features}, "postprocess": config["postprocess"]}
+    backbones = {name: config["backbones"][name] for name in features}
+    return {"backbones": backbones, "postprocess": system_postprocess(wildcards.system)}
 
 
 def system_folds(system):

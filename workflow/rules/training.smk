@@ -45,7 +45,7 @@ rule postprocess_predictions:
         runtime=10,
     params:
         labels=get_label_sources,
-        smoothing_seconds=config["postprocess"]["smoothing_seconds"],
+        smoothing_seconds=get_system_smoothing,
     script:
         "../scripts/postprocess_predictions.py"
 
@@ -91,7 +91,7 @@ rule missing_audio_sweep:
     params:
         labels=get_label_sources,
         feature_root=get_feature_root,
-        smoothing_seconds=config["postprocess"]["smoothing_seconds"],
+        smoothing_seconds=get_system_smoothing,
     script:
         "../scripts/missing_audio_sweep.py"
 

@@ -11,6 +11,6 @@ sm = snakemake  # noqa: F821
 with workflow_step(sm.log[0]):
     table = sm.params.table
     metrics = {name: pd.read_csv(path, sep="\t") for name, path in zip(table["systems"], sm.input, strict=True)}
-    text = models_table(metrics, sm.config["systems"], table["note"])
+    text = models_table(metrics, sm.config["systems"], table["note"], sm.config["postprocess"])
     Path(sm.output.markdown).write_text(text)
     Path(sm.output.page).write_text(markdown_page_html(text))

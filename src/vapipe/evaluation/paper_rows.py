@@ -37,7 +37,7 @@ import yaml
 
 from vapipe import TARGETS
 from vapipe.errors import ConfigError
-from vapipe.evaluation.tables import headline_row
+from vapipe.evaluation.tables import headline_row, smoothing_text
 
 ROW_KEYS = {"table", "label", "paper", "system", "fusion", "score", "uses", "needs"}
 DERIVED_KEYS = {"from", "features", "window", "stride", "folds", "params", "train"}
@@ -203,6 +203,12 @@ def row_record(paper: str, row_id: str, row: dict, config: dict, metrics: pd.Dat
         "data": "demo (generated)" if config["dataset"].get("demo") else "Aff-Wild2",
         "weights": backbone_weights(features, config),
         "stand_ins": "; ".join(stand_ins),
+        # a fusion's fused predictions are smoothed with the config's post-processing
+        "smoothing": smoothing_text(
+            config["postprocess"]
+            if "fusion" in row
+            else config["systems"][row["system"]].get("postprocess") or config["postprocess"]
+        ),
         "needs": row.get("needs", ""),
         "uses": row.get("uses", ""),
     }
@@ -234,9 +240,9 @@ def paper_table(title: str, records: list[dict]) -> str:
     )
     lines += [
         "",
-        "| table | row | paper: split | V | A | mean | ours: scored on | V | A | mean | system "
+        "| table | row | paper: split | V | A | mean | ours: scored on | V | A | mean | smoothing | system "
         "| features, weights | not reproduced |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         splits = list(dict.fromkeys(k.split("_")[1] for k in r if k.startswith("paper_")))
@@ -251,6 +257,6 @@ def paper_table(title: str, records: list[dict]) -> str:
         lines.append(
             f"| {r['table']} | {r['label']} | {' | '.join(paper_cells)} | {r['scored_on']} | "
             f"{_number(r['ours_valence'])} | {_number(r['ours_arousal'])} | {_number(r['ours_mean'])} | "
-            f"{r['system']} | {weights} | {notes} |"
+            f"{_text(r.get('smoothing'))} | {r['system']} | {weights} | {notes} |"
         )
     return "\n".join(lines) + "\n"

@@ -20,13 +20,23 @@ def headline_row(metrics: pd.DataFrame) -> pd.Series:
     raise ValueError(f"metrics with folds {list(indexed.index)} have no official or pooled row")
 
 
-def models_table(metrics: dict[str, pd.DataFrame], systems: dict[str, dict], note: str) -> str:
-    """One row per system: model, features, the fold scored, CCC valence / arousal / mean."""
+def smoothing_text(postprocess: dict) -> str:
+    """A system's post-processing in a table cell."""
+    seconds = postprocess["smoothing_seconds"]
+    return f"Hamming {seconds:g} s" if seconds > 0 else "none"
+
+
+def models_table(
+    metrics: dict[str, pd.DataFrame], systems: dict[str, dict], note: str, postprocess: dict | None = None
+) -> str:
+    """One row per system: model, features, the fold scored, its smoothing, CCC valence / arousal /
+    mean. `postprocess` is the config's, for systems without their own."""
+    postprocess = postprocess or {"smoothing_seconds": 0.5}
     lines = [
         note,
         "",
-        "| system | model | features | scored on | valence | arousal | mean |",
-        "|---|---|---|---|---|---|---|",
+        "| system | model | features | scored on | smoothing | valence | arousal | mean |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, table in metrics.items():
         row = headline_row(table)
@@ -38,6 +48,7 @@ def models_table(metrics: dict[str, pd.DataFrame], systems: dict[str, dict], not
         model = system["model"] + (f" ({variant})" if variant else "")
         lines.append(
             f"| {name} | {model} | {', '.join(system['features'])} | {row.name} ({int(row['n_frames'])} frames) "
+            f"| {smoothing_text(system.get('postprocess') or postprocess)} "
             f"| {row['valence']:.3f} | {row['arousal']:.3f} | {row['mean']:.3f} |"
         )
     return "\n".join(lines) + "\n"
