@@ -1,5 +1,6 @@
 """Dresvyanskiy et al. (paper 001): face dynamic transformer and PDEM audio models V1-V3."""
 
+import copy
 import math
 
 import pytest
@@ -12,6 +13,7 @@ from vapipe.models.dresvyanskiy import (
     SinusoidalPositionalEncoding,
     select_feature,
 )
+from vapipe.models.padding import masked_batch_norm
 from vapipe.training.losses import ccc_loss
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -145,3 +147,46 @@ def test_a_few_steps_reduce_the_ccc_loss(name, params):
     with torch.no_grad():
         after = ccc_loss(model(x), labels, mask)
     assert after < 0.7 * before
+
+
+# --- padding -------------------------------------------------------------------------------------
+
+
+def test_training_batch_norm_takes_its_statistics_over_the_real_steps_only():
+    """As if the batch's real steps were one unpadded sequence: same outputs, same running statistics."""
+    torch.manual_seed(0)
+    norm = torch.nn.BatchNorm1d(3)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    reference = copy.deepcopy(norm)
+    x = torch.randn(2, 3, 10)
+    x[1, :, 6:] = 1e3 * torch.randn(3, 4)  # padding
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 6:] = False
+    out = masked_batch_norm(norm, x, mask)
+    want = reference(torch.cat([x[0], x[1, :, :6]], dim=1)[None])[0]  # [3, 16]: the real steps alone
+    torch.testing.assert_close(out[0], want[:, :10])
+    torch.testing.assert_close(out[1, :, :6], want[:, 10:])
+    torch.testing.assert_close(norm.running_mean, reference.running_mean)
+    torch.testing.assert_close(norm.running_var, reference.running_var)
+    assert norm.num_batches_tracked == reference.num_batches_tracked == 1
+    norm.eval()  # evaluation: the running statistics, step by step
+    torch.testing.assert_close(masked_batch_norm(norm, x, mask), norm(x))
+
+
+@pytest.mark.parametrize("variant", ["v1", "v3"])
+def test_audio_model_batch_norm_learns_nothing_from_padding(variant):
+    """A padded training batch updates the running mean from the real steps' convolution outputs only."""
+    torch.manual_seed(0)
+    model = DresvyanskiyAudio({"voice": 6}, variant=variant, gru_hidden=8, embed_dim=8, heads=2, head_hidden=4)
+    model.train()
+    conv, norm = model.aggregate.net[0], model.aggregate.net[1]
+    seen = []
+    conv.register_forward_hook(lambda module, args, output: seen.append(output.detach()))
+    x = sequence("voice", 6, batch=2, steps=12)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 7:] = False
+    model(x, padding_mask=mask)
+    h = seen[0]  # [B, C, T]
+    real_mean = torch.cat([h[0], h[1, :, :7]], dim=1).mean(dim=1)
+    torch.testing.assert_close(norm.running_mean, norm.momentum * real_mean)

@@ -106,3 +106,43 @@ def test_learns_a_function_of_its_inputs():
     x = inputs(4, 24, seed=1)
     loss, variance = learns_a_function_of(model, x, "face_resnet50", "voice_wavlm")
     assert loss < 0.6 * variance  # well below the best constant's loss
+
+
+def test_reliability_is_a_distribution_over_the_real_steps_only():
+    """Eq. 8-9 on a padded window: alpha sums to one over its real steps, is zero on the padded ones,
+    and z~ = T alpha z with T the real length, as for the window alone."""
+    torch.manual_seed(0)
+    rgf = ReliabilityGuidedFusion(6)
+    z = torch.randn(2, 9, 6)
+    z[1, 5:] = 1e3 * torch.randn(4, 6)  # large values on element 1's padded steps
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 5:] = False
+    out, alpha = rgf(z, padding_mask=mask)
+    torch.testing.assert_close(alpha.sum(dim=1), torch.ones(2))
+    assert (alpha[1, 5:] == 0).all() and (alpha[1, :5] > 0).all()
+    assert (out[1, 5:] == 0).all()
+    alone_out, alone_alpha = rgf(z[1:, :5])
+    torch.testing.assert_close(alpha[1, :5], alone_alpha[0])
+    torch.testing.assert_close(out[1, :5], alone_out[0])  # scaled by 5 real steps, not 9
+    torch.testing.assert_close(out[0], rgf(z[:1])[0][0])
+    torch.nn.init.zeros_(rgf.score.weight)
+    torch.nn.init.zeros_(rgf.score.bias)
+    out, alpha = rgf(z, padding_mask=mask)
+    torch.testing.assert_close(alpha[1, :5], torch.full((5,), 1 / 5))  # uniform over the real steps
+    torch.testing.assert_close(out[1, :5], z[1, :5])  # uniform reliability leaves real features unchanged
+
+
+def test_model_reliability_ignores_padded_steps():
+    model = small_sage().eval()
+    x = inputs(2, 15)
+    x["face_resnet50"][1, 10:] = 1e3
+    x["voice_wavlm"][1, 10:] = -1e3
+    mask = torch.ones(2, 15, dtype=torch.bool)
+    mask[1, 10:] = False
+    out = model(x, padding_mask=mask)
+    alpha = model.reliability
+    torch.testing.assert_close(alpha.sum(dim=1), torch.ones(2))
+    assert (alpha[1, 10:] == 0).all()
+    alone = model({k: v[1:, :10] for k, v in x.items()})
+    torch.testing.assert_close(alpha[1, :10], model.reliability[0])
+    torch.testing.assert_close(out[1, :10], alone[0], rtol=0, atol=1e-5)

@@ -9,8 +9,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from conftest import make_system
 
+from vapipe.models import MODELS, create_model
 from vapipe.training.data import TrialData
 from vapipe.training.system import CONFIG_FILE, WEIGHTS_FILE, known_models, list_systems, load_system
 
@@ -86,3 +88,105 @@ def test_a_checkpoint_without_its_weights_is_named(tmp_path):
         load_system(folder)
     with pytest.raises(ValueError, match="no checkpoint config"):
         load_system(tmp_path)
+
+
+# Padding: every neural model at its small settings, and the variants whose padding paths differ.
+PADDING_DIMS = {"face_x": 7, "voice_y": 6}
+PADDING_CASES = [(m, SMALL[m]) for m in known_models() if m in MODELS] + [
+    ("dasp", {"hidden": 16, "temporal": "tcn", "fusion": "cross_attention"}),
+    ("dasp", {"hidden": 16, "fusion": "gated", "gru_layers": 2}),
+    ("dresvyanskiy_audio", {**SMALL["dresvyanskiy_audio"], "variant": "v2", "embed_dim": 16, "heads": 4}),
+    ("dresvyanskiy_audio", {**SMALL["dresvyanskiy_audio"], "variant": "v3", "embed_dim": 16, "heads": 2}),
+    ("iaca", {"hidden": 16, "fusion": "ca"}),
+    ("iaca", {"hidden": 16, "fusion": "jca", "gating": False}),
+    ("iaca", {"hidden": 16, "fusion": "tca", "encoder_layers": 2}),
+    ("mstcn_cma", {"hidden": 8, "levels": 2, "kernel_sizes": (3, 5)}),
+    ("sage", {"hidden": 16, "scale_by_length": False, "layers": 2}),
+    ("tcn_fusion", {"hidden": 8, "levels": 3, "kernel_size": 5}),
+]
+LENGTH, REAL = 20, 12  # element 1 of the batch has REAL real steps, then padding
+
+
+def test_every_neural_model_is_checked_for_padding():
+    assert {m for m, _ in PADDING_CASES} == set(MODELS)
+
+
+def padded_batch(seed: int = 0, padding_seed: int = 1) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Two windows of LENGTH steps; element 1 has REAL real steps and large random values on its padding."""
+    g = torch.Generator().manual_seed(seed)
+    x = {k: torch.randn(2, LENGTH, d, generator=g) for k, d in PADDING_DIMS.items()}
+    g.manual_seed(padding_seed)
+    for v in x.values():
+        v[1, REAL:] = 1e3 * torch.randn(LENGTH - REAL, v.shape[-1], generator=g)
+    mask = torch.ones(2, LENGTH, dtype=torch.bool)
+    mask[1, REAL:] = False
+    return x, mask
+
+
+def outputs(out) -> list[torch.Tensor]:
+    """A model's [B, T, ...] outputs: the predictions, then any auxiliary ones (DASP's region log-probs)."""
+    if isinstance(out, tuple):
+        return [out[0], *out[1].values()]
+    return [out]
+
+
+def case_id(case) -> str:
+    """The model's name and the settings in which the case differs from SMALL."""
+    model, params = case
+    return model + "".join(
+        f"-{k}={v}".replace(" ", "") for k, v in params.items() if SMALL[model].get(k) != v and k != "hidden"
+    )
+
+
+@pytest.mark.parametrize("model,params", PADDING_CASES, ids=[case_id(c) for c in PADDING_CASES])
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "autograd"])
+def test_padded_steps_never_reach_the_real_ones(model, params, grad):
+    """A window shorter than the batch's gives, on its real steps, what it gives alone and unpadded."""
+    torch.manual_seed(0)
+    net = create_model(model, PADDING_DIMS, **params).eval()
+    x, mask = padded_batch()
+    with torch.set_grad_enabled(grad):
+        alone = outputs(net({k: v[1:, :REAL] for k, v in x.items()}))
+        first = outputs(net({k: v[:1] for k, v in x.items()}))
+        padded = outputs(net(x, padding_mask=mask))
+        leaked = outputs(net(x))
+        unmasked = outputs(net(x, padding_mask=torch.ones_like(mask)))
+    for want, want_first, got, leak, plain in zip(alone, first, padded, leaked, unmasked, strict=True):
+        assert got.shape[:2] == (2, LENGTH)
+        torch.testing.assert_close(got[1, :REAL], want[0], rtol=0, atol=1e-5)
+        torch.testing.assert_close(got[0], want_first[0], rtol=0, atol=1e-5)  # the unpadded neighbour
+        torch.testing.assert_close(plain, leak, rtol=0, atol=0)  # all real is the same as no mask
+        # without the mask the padding leaks into the real steps: the check above can see a leak
+        assert (leak[1, :REAL] - want[0]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("model,params", PADDING_CASES, ids=[case_id(c) for c in PADDING_CASES])
+def test_padding_values_do_not_matter_in_training_mode(model, params):
+    """Training mode (dropout, batch statistics): what the padded steps hold changes no real step."""
+    torch.manual_seed(0)
+    net = create_model(model, PADDING_DIMS, **params).train()
+    runs = []
+    for padding_seed in (1, 2):
+        x, mask = padded_batch(padding_seed=padding_seed)
+        torch.manual_seed(3)  # the same dropout draws
+        runs.append(outputs(net(x, padding_mask=mask)))
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a[0], b[0], rtol=0, atol=1e-5)
+        torch.testing.assert_close(a[1, :REAL], b[1, :REAL], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", ["left", "hole", "empty", "shape"])
+def test_a_padding_mask_must_be_right_padding_of_the_batch(bad):
+    torch.manual_seed(0)
+    net = create_model("tcn_fusion", PADDING_DIMS, **SMALL["tcn_fusion"]).eval()
+    x, mask = padded_batch()
+    if bad == "left":
+        mask[1] = mask[1].flip(0)
+    elif bad == "hole":
+        mask[0, 5] = False
+    elif bad == "empty":
+        mask[1] = False
+    else:
+        mask = mask[:, :-1]
+    with pytest.raises(ValueError, match="padding_mask"):
+        net(x, padding_mask=mask)

@@ -6,17 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import make_system
 from test_training import synthetic_trials
 
 from vapipe.evaluation.sweep import dropped_rows, missing_audio_sweep
 from vapipe.specs import TrainSpec
+from vapipe.training import trainer as trainer_module
 from vapipe.training.data import Standardizer, TrialData
 from vapipe.training.kelm_system import KELMSystem
 from vapipe.training.resample import resample_trial
 from vapipe.training.run import inner_validation_split
 from vapipe.training.system import load_system
-from vapipe.training.trainer import learning_rate_factor, speech_only
+from vapipe.training.trainer import _batch, learning_rate_factor, speech_only
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -200,3 +202,75 @@ def test_missing_audio_sweep_degrades_from_the_intact_score():
     assert rows.sum() == 40
     with pytest.raises(ValueError, match="no audio features"):
         missing_audio_sweep(trainer, trials[3:], [])
+
+
+def test_a_batch_keeps_padding_apart_from_unlabelled_frames():
+    """The padding mask is each window's length; the loss mask is also False at -5 frames."""
+    y_long = np.zeros((6, 2), np.float32)
+    y_long[2] = -5  # unlabelled, but a real step
+    y_short = np.full((4, 2), 0.5, np.float32)
+    y_short[0, 1] = -5  # one dimension unlabelled: left out of the loss
+    items = [({"f": np.ones((6, 3), np.float32)}, y_long), ({"f": np.full((4, 3), 2, np.float32)}, y_short)]
+    inputs, labels, loss_mask, padding = _batch(items, "cpu")
+    assert padding.dtype == torch.bool and loss_mask.dtype == torch.bool
+    np.testing.assert_array_equal(padding.numpy(), [[True] * 6, [True] * 4 + [False] * 2])
+    labelled = np.array([[1, 1, 0, 1, 1, 1], [0, 1, 1, 1, 0, 0]], bool)
+    np.testing.assert_array_equal(loss_mask.numpy(), padding.numpy() & labelled)
+    assert padding[0, 2] and not loss_mask[0, 2]  # an unlabelled real step is no padding
+    assert inputs["f"].shape == (2, 6, 3) and (inputs["f"][1, 4:] == 0).all()
+    np.testing.assert_array_equal(labels[1, :4].numpy(), y_short)
+
+
+def test_training_gives_the_model_its_padding_mask_and_prediction_none(monkeypatch):
+    """Windows at a short trial's end are padded in the batch: the model is told which steps are real."""
+    seen = []
+
+    def spying_create_model(name, input_dims, **params):
+        model = create_model(name, input_dims, **params)
+        forward = model.forward
+
+        def spy(inputs, padding_mask=None):
+            seen.append((model.training, None if padding_mask is None else padding_mask.clone()))
+            return forward(inputs, padding_mask=padding_mask)
+
+        model.forward = spy
+        return model
+
+    create_model = trainer_module.create_model
+    monkeypatch.setattr(trainer_module, "create_model", spying_create_model)
+    trials = synthetic_trials(2, 0)
+    short = TrialData(
+        "short",
+        trials[0].fps,
+        {"f": trials[0].inputs["f"][:13]},
+        {"f": trials[0].valid["f"][:13]},
+        trials[0].labels[:13],
+    )
+    trainer = small_trainer(window=20, stride=10, epochs=1, batch_size=64)
+    trainer.fit([trials[1], short])
+    training = [mask for is_training, mask in seen if is_training]
+    assert len(training) == 1  # one batch: every window of both trials
+    lengths = sorted(training[0].sum(dim=1).tolist())
+    assert lengths[0] == 13 and set(lengths[1:]) == {20}  # the short trial's window is padded to 20
+    seen.clear()
+    trainer.predict(short)
+    assert seen and all(not is_training and mask is None for is_training, mask in seen)
+
+
+class FrameByFrame(torch.nn.Module):
+    """A model whose forward takes no padding mask."""
+
+    def __init__(self, input_dims):
+        super().__init__()
+        self.head = torch.nn.Linear(sum(input_dims.values()), 2)
+
+    def forward(self, inputs):
+        return torch.tanh(self.head(torch.cat(list(inputs.values()), dim=-1)))
+
+
+def test_a_model_whose_forward_takes_no_padding_mask_is_refused_at_registration():
+    from vapipe.models import register_model
+
+    with pytest.raises(TypeError, match="model 'frame_by_frame': forward must take padding_mask"):
+        register_model("frame_by_frame")(FrameByFrame)
+    assert "frame_by_frame" not in trainer_module.MODELS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -10,9 +11,15 @@ MODELS: dict[str, Callable[..., torch.nn.Module]] = {}
 
 
 def register_model(name: str):
-    """Class decorator: make a model constructible by `create_model(name, ...)`."""
+    """Class decorator: make a model constructible by `create_model(name, ...)`.
+
+    The contract: ``__init__(input_dims, **params)`` and ``forward(inputs, padding_mask=None)``,
+    {name: [B, T, D]} -> [B, T, 2] (or (va, aux)); `padding_mask` [B, T] is True at real steps, and a
+    window's real outputs must not depend on its padding (tests/test_system_contract.py)."""
 
     def add(cls):
+        if "padding_mask" not in inspect.signature(cls.forward).parameters:
+            raise TypeError(f"model '{name}': forward must take padding_mask (True at real steps; None: all real)")
         MODELS[name] = cls
         return cls
 

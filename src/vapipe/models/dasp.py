@@ -32,6 +32,11 @@ Where the text is silent (the equations are lost in the paper's text), the choic
 
 With ``prototypes: null`` the soft-prompt branch is off: `forward` returns only the [B, T, 2]
 predictions (plain CCC regression) and there is no auxiliary loss.
+
+Padding (a [B, T] mask, True at real steps): each BiGRU runs on the packed sequence, so its backward
+direction starts at the last real step; the cross-modal attention leaves padded audio steps out as
+keys; the TCN ablation's convolutions see zeros past the real steps. The gate, the head and the soft
+prompts work frame by frame.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import torch
 from torch import nn
 
 from vapipe.models import register_model
+from vapipe.models.padding import real_steps, run_gru, zero_padding
 from vapipe.models.tcn import TemporalConvNet
 from vapipe.va_regions import REGIONS, region_centres
 
@@ -123,9 +129,10 @@ class BiGRUEncoder(nn.Module):
             dropout=dropout if layers > 1 else 0.0,
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, D] -> [B, T, hidden]."""
-        return self.gru(self.project(x))[0]
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, D] -> [B, T, hidden]; with a [B, T] mask of real steps, each element's sequence ends
+        at its last real step (both directions), and its padded outputs are zero."""
+        return run_gru(self.gru, self.project(x), padding_mask)
 
 
 TEMPORAL_ENCODERS = {
@@ -141,9 +148,11 @@ class CrossModalAttention(nn.Module):
         super().__init__()
         self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """[B, T, H] visual query, [B, T, H] audio context -> [B, T, H] attended audio."""
-        return self.attention(query, context, context, need_weights=False)[0]
+    def forward(self, query: torch.Tensor, context: torch.Tensor, padding_mask: torch.Tensor | None = None):
+        """[B, T, H] visual query, [B, T, H] audio context -> [B, T, H] attended audio; padded audio steps
+        (`padding_mask` [B, T] False) are no key."""
+        keys_out = None if padding_mask is None else ~padding_mask
+        return self.attention(query, context, context, key_padding_mask=keys_out, need_weights=False)[0]
 
 
 class GatedFusion(nn.Module):
@@ -167,8 +176,8 @@ class HierarchicalFusion(nn.Module):
         self.attend = CrossModalAttention(hidden, heads, dropout)
         self.gate = GatedFusion(hidden)
 
-    def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        return self.gate(self.attend(visual, audio), visual)
+    def forward(self, visual: torch.Tensor, audio: torch.Tensor, padding_mask: torch.Tensor | None = None):
+        return self.gate(self.attend(visual, audio, padding_mask), visual)
 
 
 class CrossAttentionFusion(nn.Module):
@@ -178,8 +187,8 @@ class CrossAttentionFusion(nn.Module):
         super().__init__()
         self.attend = CrossModalAttention(hidden, heads, dropout)
 
-    def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        return visual + self.attend(visual, audio)
+    def forward(self, visual: torch.Tensor, audio: torch.Tensor, padding_mask: torch.Tensor | None = None):
+        return visual + self.attend(visual, audio, padding_mask)
 
 
 class GatedOnlyFusion(nn.Module):
@@ -189,8 +198,8 @@ class GatedOnlyFusion(nn.Module):
         super().__init__()
         self.gate = GatedFusion(hidden)
 
-    def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        return self.gate(audio, visual)
+    def forward(self, visual: torch.Tensor, audio: torch.Tensor, padding_mask: torch.Tensor | None = None):
+        return self.gate(audio, visual)  # frame by frame: nothing crosses time
 
 
 FUSIONS = {"both": HierarchicalFusion, "cross_attention": CrossAttentionFusion, "gated": GatedOnlyFusion}
@@ -274,11 +283,15 @@ class DASP(nn.Module):
             return dict(params)
         return {**params, "prototypes": int(self.soft_prompt.prototypes.shape[1])}
 
-    def forward(self, inputs: dict[str, torch.Tensor]):
-        """{name: [B, T, D]} -> va [B, T, 2], or (va, {"region_log_probs": [B, T, 9]}) with prototypes."""
-        visual = self.encoders[self.visual](inputs[self.visual])
-        audio = self.encoders[self.audio](inputs[self.audio])
-        fused = self.fusion(visual, audio)
+    def forward(self, inputs: dict[str, torch.Tensor], padding_mask: torch.Tensor | None = None):
+        """{name: [B, T, D]} -> va [B, T, 2], or (va, {"region_log_probs": [B, T, 9]}) with prototypes;
+        `padding_mask` [B, T] is True at real steps (None: all), and the outputs on an element's real
+        steps do not depend on its padded ones."""
+        mask = real_steps(padding_mask, inputs)
+        inputs = zero_padding(inputs, mask)
+        visual = self.encoders[self.visual](inputs[self.visual], mask)
+        audio = self.encoders[self.audio](inputs[self.audio], mask)
+        fused = self.fusion(visual, audio, mask)
         va = self.head(fused)
         if self.soft_prompt is None:
             return va

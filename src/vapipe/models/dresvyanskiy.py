@@ -25,6 +25,10 @@ followed: post-norm Transformer layers whose feed-forward width equals the model
 audio convolution has kernel 5, dilation 2, batch norm and ReLU. That code gives both AudioModelV2
 and V3 a 32-head then a 16-head layer; we follow the paper's text (V2: 32, V3: 16 heads), which is
 also the only way the two differ on frozen features (``heads`` overrides it).
+
+Padding (a [B, T] mask, True at real steps): the Transformer layers leave padded steps out as keys,
+the GRUs run on the packed sequence, the 1-D convolution sees zeros past the real steps (its own zero
+padding) and, in training, its batch normalisation takes its statistics over the real steps only.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch
 from torch import nn
 
 from vapipe.models import register_model
+from vapipe.models.padding import masked_batch_norm, real_steps, run_gru, zero_padding
 
 
 def select_feature(input_dims: dict[str, int], features: str | None, prefer_face: bool | None = None) -> str:
@@ -87,9 +92,19 @@ class TransformerTemporalEncoder(nn.Module):
         self.heads = heads
         self.layers = layers
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, D] -> [B, T, D]."""
-        return self.encoder(self.position(x))
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, D] -> [B, T, D]; padded steps ([B, T] `padding_mask` False) are no key of any query."""
+        keys_out = None if padding_mask is None else ~padding_mask
+        return self.encoder(self.position(x), src_key_padding_mask=keys_out)
+
+
+class ProjectedTransformer(nn.Sequential):
+    """The audio V2/V3 temporal part: a projection (or identity), then a `TransformerTemporalEncoder`."""
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, D] -> [B, T, width]."""
+        project, encoder = self
+        return encoder(project(x), padding_mask)
 
 
 @register_model("dresvyanskiy_face")
@@ -114,9 +129,13 @@ class DresvyanskiyFaceDynamic(nn.Module):
         self.temporal = TransformerTemporalEncoder(width, layers, heads, dropout, feedforward)
         self.head = nn.Sequential(nn.Linear(width, 2), nn.Tanh())
 
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """{feature: [B, T, D]} -> [B, T, 2]."""
-        return self.head(self.temporal(self.embed(inputs[self.feature])))
+    def forward(self, inputs: dict[str, torch.Tensor], padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """{feature: [B, T, D]} -> [B, T, 2]; `padding_mask` [B, T] is True at real steps (None: all), and
+        the outputs on an element's real steps do not depend on its padded ones."""
+        inputs = {self.feature: inputs[self.feature]}
+        mask = real_steps(padding_mask, inputs)
+        x = zero_padding(inputs, mask)[self.feature]
+        return self.head(self.temporal(self.embed(x), mask))
 
 
 class GRUTemporalEncoder(nn.Module):
@@ -126,9 +145,10 @@ class GRUTemporalEncoder(nn.Module):
         super().__init__()
         self.gru = nn.GRU(in_dim, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, D] -> [B, T, hidden]."""
-        return self.gru(x)[0]
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, D] -> [B, T, hidden]; with a [B, T] mask of real steps the sequence is packed (each
+        element ends at its last real step) and padded outputs are zero."""
+        return run_gru(self.gru, x, padding_mask)
 
 
 class TemporalConvAggregation(nn.Module):
@@ -144,9 +164,14 @@ class TemporalConvAggregation(nn.Module):
             nn.ReLU(),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, C] -> [B, T, C]."""
-        return self.net(x.transpose(1, 2)).transpose(1, 2)
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, C] -> [B, T, C]; with a [B, T] mask of real steps the convolution sees zeros past them
+        and, in training, the batch statistics are over the real steps."""
+        if padding_mask is None:
+            return self.net(x.transpose(1, 2)).transpose(1, 2)
+        conv, norm, activation = self.net
+        h = conv(x.masked_fill(~padding_mask[..., None], 0.0).transpose(1, 2))
+        return activation(masked_batch_norm(norm, h, padding_mask)).transpose(1, 2)
 
 
 AUDIO_VARIANTS = {
@@ -190,7 +215,7 @@ class DresvyanskiyAudio(nn.Module):
             # divides: the transformer variants first project to `embed_dim` (None: as they come).
             width = embed_dim or in_dim
             project = nn.Linear(in_dim, width) if embed_dim else nn.Identity()
-            self.temporal = nn.Sequential(
+            self.temporal = ProjectedTransformer(
                 project, TransformerTemporalEncoder(width, layers, heads or spec["heads"], dropout)
             )
         self.aggregate = TemporalConvAggregation(width, conv_kernel, conv_dilation)
@@ -198,6 +223,10 @@ class DresvyanskiyAudio(nn.Module):
             nn.Linear(width, head_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(head_hidden, 2), nn.Tanh()
         )
 
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """{feature: [B, T, D]} -> [B, T, 2]."""
-        return self.head(self.aggregate(self.temporal(inputs[self.feature])))
+    def forward(self, inputs: dict[str, torch.Tensor], padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """{feature: [B, T, D]} -> [B, T, 2]; `padding_mask` [B, T] is True at real steps (None: all), and
+        the outputs on an element's real steps do not depend on its padded ones."""
+        inputs = {self.feature: inputs[self.feature]}
+        mask = real_steps(padding_mask, inputs)
+        x = zero_padding(inputs, mask)[self.feature]
+        return self.head(self.aggregate(self.temporal(x, mask), mask))

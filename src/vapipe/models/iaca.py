@@ -2,6 +2,10 @@
 Inconsistency-Aware two-stage gating.
 
 Features are [B, T, d] here (the paper writes d x L); every fusion works for any length T.
+
+Padding (a [B, T] mask, True at real steps): the self-attention encoders, CA's two softmaxes and TCA's
+attention leave padded steps out as keys, and JCA's mean over time (C_m J / T) is over the real steps,
+T the real length. The gates work frame by frame and need no mask.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 from torch import nn
 
 from vapipe.models import register_model
+from vapipe.models.padding import real_steps, zero_padding
 from vapipe.models.sage import split_modalities
 
 
@@ -35,10 +40,11 @@ class SelfAttentionEncoder(nn.Module):
         layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout, activation="gelu", batch_first=True)
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, D] -> [B, T, d]."""
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, D] -> [B, T, d]; padded steps ([B, T] `padding_mask` False) are no key of any query."""
         x = self.project(x)
-        return self.layers(x + sinusoidal_positions(x.shape[1], x.shape[2], x.device))
+        keys_out = None if padding_mask is None else ~padding_mask
+        return self.layers(x + sinusoidal_positions(x.shape[1], x.shape[2], x.device), src_key_padding_mask=keys_out)
 
 
 class CrossAttention(nn.Module):
@@ -50,11 +56,17 @@ class CrossAttention(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim, dim))
         nn.init.xavier_uniform_(self.weight)
 
-    def forward(self, x_a: torch.Tensor, x_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """([B, T, d], [B, T, d]) -> cross-attended (X_att,a, X_att,v)."""
+    def forward(
+        self, x_a: torch.Tensor, x_v: torch.Tensor, padding_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """([B, T, d], [B, T, d], [B, T] real steps or None) -> cross-attended (X_att,a, X_att,v)."""
         z = x_a @ self.weight @ x_v.transpose(1, 2) / math.sqrt(x_a.shape[-1])  # [B, T_a, T_v]
-        attended_a = torch.softmax(z, dim=1).transpose(1, 2) @ x_a  # Eq. 1-2: column-wise softmax of Z
-        attended_v = torch.softmax(z, dim=2) @ x_v  # column-wise softmax of Z^T
+        over_audio, over_visual = z, z
+        if padding_mask is not None:  # each softmax leaves out the padded steps it runs over
+            over_audio = z.masked_fill(~padding_mask[:, :, None], -torch.inf)
+            over_visual = z.masked_fill(~padding_mask[:, None, :], -torch.inf)
+        attended_a = torch.softmax(over_audio, dim=1).transpose(1, 2) @ x_a  # Eq. 1-2: column-wise softmax of Z
+        attended_v = torch.softmax(over_visual, dim=2) @ x_v  # column-wise softmax of Z^T
         return torch.tanh(x_a + attended_a), torch.tanh(x_v + attended_v)
 
 
@@ -64,7 +76,8 @@ class JointCrossAttention(nn.Module):
     J = [X_a; X_v]; C_m = tanh(X_m W_jm J^T / sqrt(2d)) [T x T]; H_m = ReLU(X_m W_m + (C_m J / T) W_cm);
     X_att,m = H_m W_hm + X_m. The original correlates feature channels through an L x L weight for a
     fixed number L of clips; correlating time steps instead (C_m J / T: correlation-weighted mean of the
-    joint features) keeps every weight independent of the window length.
+    joint features) keeps every weight independent of the window length. With padding, the mean is over
+    the real steps: padded rows of J count as zero and T is the real length.
     """
 
     def __init__(self, dim: int, attention_dim: int):
@@ -80,17 +93,24 @@ class JointCrossAttention(nn.Module):
         self.out_v = nn.Linear(attention_dim, dim, bias=False)  # W_hv
 
     @staticmethod
-    def _attend(x, joint, w_joint, w_own, w_corr, w_out) -> torch.Tensor:
+    def _attend(x, joint, w_joint, w_own, w_corr, w_out, padding_mask=None) -> torch.Tensor:
         corr = torch.tanh(x @ w_joint(joint).transpose(1, 2) / math.sqrt(joint.shape[-1]))
-        hidden = torch.relu(w_own(x) + w_corr(corr @ joint / joint.shape[1]))
+        if padding_mask is None:
+            mean = corr @ joint / joint.shape[1]
+        else:
+            real = padding_mask[..., None].to(joint.dtype)
+            mean = corr @ (joint * real) / real.sum(dim=1, keepdim=True)
+        hidden = torch.relu(w_own(x) + w_corr(mean))
         return w_out(hidden) + x
 
-    def forward(self, x_a: torch.Tensor, x_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """([B, T, d], [B, T, d]) -> cross-attended (X_att,a, X_att,v)."""
+    def forward(
+        self, x_a: torch.Tensor, x_v: torch.Tensor, padding_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """([B, T, d], [B, T, d], [B, T] real steps or None) -> cross-attended (X_att,a, X_att,v)."""
         joint = torch.cat([x_a, x_v], dim=-1)
         return (
-            self._attend(x_a, joint, self.joint_a, self.own_a, self.corr_a, self.out_a),
-            self._attend(x_v, joint, self.joint_v, self.own_v, self.corr_v, self.out_v),
+            self._attend(x_a, joint, self.joint_a, self.own_a, self.corr_a, self.out_a, padding_mask),
+            self._attend(x_v, joint, self.joint_v, self.own_v, self.corr_v, self.out_v, padding_mask),
         )
 
 
@@ -102,9 +122,11 @@ class RecursiveJointCrossAttention(nn.Module):
         super().__init__()
         self.passes = nn.ModuleList([JointCrossAttention(dim, attention_dim) for _ in range(iterations)])
 
-    def forward(self, x_a: torch.Tensor, x_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x_a: torch.Tensor, x_v: torch.Tensor, padding_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         for jca in self.passes:
-            x_a, x_v = jca(x_a, x_v)
+            x_a, x_v = jca(x_a, x_v, padding_mask)
         return x_a, x_v
 
 
@@ -119,8 +141,14 @@ class CrossModalTransformerBlock(nn.Module):
         )
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        y = self.norm1(query + self.attention(query, context, context, need_weights=False)[0])
+    def forward(
+        self, query: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[B, T, d] query, [B, T', d] context, [B, T'] real context steps or None -> [B, T, d]."""
+        keys_out = None if context_mask is None else ~context_mask
+        y = self.norm1(
+            query + self.attention(query, context, context, key_padding_mask=keys_out, need_weights=False)[0]
+        )
         return self.norm2(y + self.feedforward(y))
 
 
@@ -133,8 +161,10 @@ class TransformerCrossAttention(nn.Module):
         self.audio = CrossModalTransformerBlock(dim, heads, dropout)
         self.visual = CrossModalTransformerBlock(dim, heads, dropout)
 
-    def forward(self, x_a: torch.Tensor, x_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.audio(x_a, x_v), self.visual(x_v, x_a)
+    def forward(
+        self, x_a: torch.Tensor, x_v: torch.Tensor, padding_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.audio(x_a, x_v, padding_mask), self.visual(x_v, x_a, padding_mask)
 
 
 FUSIONS: dict[str, Callable[[int, dict], nn.Module]] = {
@@ -221,11 +251,14 @@ class IACA(nn.Module):
         )
         self.gates: dict[str, torch.Tensor] = {}
 
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """{modality: [B, T, D_m]} -> [B, T, 2] (valence, arousal)."""
-        x_a = self.encode_audio(torch.cat([inputs[m] for m in self.audio], dim=-1))
-        x_v = self.encode_visual(inputs[self.visual])
-        att_a, att_v = self.fusion(x_a, x_v)
+    def forward(self, inputs: dict[str, torch.Tensor], padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """{modality: [B, T, D_m]} -> [B, T, 2] (valence, arousal); `padding_mask` [B, T] is True at real
+        steps (None: all), and the outputs on an element's real steps do not depend on its padded ones."""
+        mask = real_steps(padding_mask, inputs)
+        inputs = zero_padding(inputs, mask)
+        x_a = self.encode_audio(torch.cat([inputs[m] for m in self.audio], dim=-1), mask)
+        x_v = self.encode_visual(inputs[self.visual], mask)
+        att_a, att_v = self.fusion(x_a, x_v, mask)
         if self.gate is None:
             return self.head(torch.cat([att_a, att_v], dim=-1))
         fused, gates = self.gate(x_a, x_v, att_a, att_v)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from vapipe.models import register_model
+from vapipe.models.padding import real_steps, zero_padding
 from vapipe.models.sage import split_modalities
 from vapipe.models.tcn import TemporalConvNet
 
@@ -20,22 +21,26 @@ class MultiScaleTCN(nn.Module):
         super().__init__()
         self.branches = nn.ModuleList([TemporalConvNet(in_dim, hidden, levels, k, dropout) for k in kernel_sizes])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, D] -> [B, T, len(kernel_sizes) * hidden]."""
-        return torch.cat([branch(x) for branch in self.branches], dim=-1)
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, D] -> [B, T, len(kernel_sizes) * hidden]; `padding_mask` [B, T] is True at real steps."""
+        return torch.cat([branch(x, padding_mask) for branch in self.branches], dim=-1)
 
 
 class CrossModalAttention(nn.Module):
     """Sec. 3.5, Eq. 8-10: softmax(Q K^T / sqrt(d_k)) V with the visual stream as Q and an audio stream as
-    K = V, as printed (no projections). `weights` holds the last weights [B, T_v, T_a]."""
+    K = V, as printed (no projections). `weights` holds the last weights [B, T_v, T_a]; padded audio
+    steps (`key_mask` False) are left out of the softmax, so their weights are zero."""
 
     def __init__(self):
         super().__init__()
         self.weights: torch.Tensor | None = None
 
-    def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        """([B, T, d] query, [B, T', d] key and value) -> [B, T, d]."""
-        weights = torch.softmax(visual @ audio.transpose(1, 2) / math.sqrt(audio.shape[-1]), dim=-1)
+    def forward(self, visual: torch.Tensor, audio: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """([B, T, d] query, [B, T', d] key and value, [B, T'] real audio steps or None) -> [B, T, d]."""
+        scores = visual @ audio.transpose(1, 2) / math.sqrt(audio.shape[-1])
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask[:, None, :], -torch.inf)
+        weights = torch.softmax(scores, dim=-1)
         self.weights = weights.detach()
         return weights @ audio
 
@@ -79,12 +84,15 @@ class MSTCNCMA(nn.Module):
             nn.Tanh(),
         )
 
-    def fuse(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def fuse(self, inputs: dict[str, torch.Tensor], padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """F_concat (Eq. 11): {modality: [B, T, D_m]} -> [B, T, (1 + n_audio) * stream_dim]."""
-        visual = self.encoders[self.visual](inputs[self.visual])
-        attended = [self.attention[m](visual, self.encoders[m](inputs[m])) for m in self.audio]
+        mask = real_steps(padding_mask, inputs)
+        inputs = zero_padding(inputs, mask)
+        visual = self.encoders[self.visual](inputs[self.visual], mask)
+        attended = [self.attention[m](visual, self.encoders[m](inputs[m], mask), mask) for m in self.audio]
         return torch.cat([visual, *attended], dim=-1)
 
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """{modality: [B, T, D_m]} -> [B, T, 2] (valence, arousal)."""
-        return self.head(self.fuse(inputs))
+    def forward(self, inputs: dict[str, torch.Tensor], padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """{modality: [B, T, D_m]} -> [B, T, 2] (valence, arousal); `padding_mask` [B, T] is True at real
+        steps (None: all), and the outputs on an element's real steps do not depend on its padded ones."""
+        return self.head(self.fuse(inputs, padding_mask))

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from vapipe.models import register_model
+from vapipe.models.padding import lengths, real_steps, zero_padding
 from vapipe.models.tcn import TemporalConvNet
 
 
@@ -41,6 +42,10 @@ class ReliabilityGuidedFusion(nn.Module):
 
     With `scale_by_length` (default) z~_t = T alpha_t z_t: the same reweighting, but uniform reliability
     leaves the features unchanged instead of shrinking them by 1/T (300 frames in the paper).
+
+    With a padding mask, time is each window's real steps: the softmax runs over them (alpha is zero on
+    padded steps and sums to one over the real ones), T is the window's real length, and z~ is zero on
+    padded steps.
     """
 
     def __init__(self, dim: int, scale_by_length: bool = True):
@@ -48,11 +53,17 @@ class ReliabilityGuidedFusion(nn.Module):
         self.score = nn.Linear(dim, 1)
         self.scale_by_length = scale_by_length
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, T, D] -> (reweighted [B, T, D], reliability alpha [B, T], summing to one over T)."""
-        alpha = torch.softmax(self.score(z).squeeze(-1), dim=1)
-        weights = alpha * z.shape[1] if self.scale_by_length else alpha
-        return z * weights.unsqueeze(-1), alpha
+    def forward(self, z: torch.Tensor, padding_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, T, D] -> (reweighted [B, T, D], reliability alpha [B, T], summing to one over T);
+        `padding_mask` [B, T] is True at real steps (None: all)."""
+        logits = self.score(z).squeeze(-1)
+        if padding_mask is None:
+            alpha = torch.softmax(logits, dim=1)
+            weights = alpha * z.shape[1] if self.scale_by_length else alpha
+            return z * weights.unsqueeze(-1), alpha
+        alpha = torch.softmax(logits.masked_fill(~padding_mask, -torch.inf), dim=1)  # 0 on padded steps
+        weights = alpha * lengths(padding_mask)[:, None].to(alpha.dtype) if self.scale_by_length else alpha
+        return z.masked_fill(~padding_mask[..., None], 0.0) * weights.unsqueeze(-1), alpha
 
 
 class TemporalRefinementTransformer(nn.Module):
@@ -65,10 +76,11 @@ class TemporalRefinementTransformer(nn.Module):
         )
         self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(layers)])
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """[B, T, D] -> [B, T, D]."""
+    def forward(self, z: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, D] -> [B, T, D]; padded steps ([B, T] `padding_mask` False) are no key of any query."""
+        keys_out = None if padding_mask is None else ~padding_mask
         for attention, norm in zip(self.attention, self.norms, strict=True):
-            z = norm(z + attention(z, z, z, need_weights=False)[0])
+            z = norm(z + attention(z, z, z, key_padding_mask=keys_out, need_weights=False)[0])
         return z
 
 
@@ -79,7 +91,7 @@ class SAGE(nn.Module):
 
     The paper trains from face crops with flip/crop augmentation; here the ResNet-50 / WavLM backbones are
     frozen and their cached features are the inputs. The paper gives no layer sizes: the defaults are ours.
-    `reliability` holds the last forward's weights alpha [B, T].
+    `reliability` holds the last forward's weights alpha [B, T] (zero on padded steps).
     """
 
     def __init__(
@@ -109,9 +121,12 @@ class SAGE(nn.Module):
         )
         self.reliability: torch.Tensor | None = None
 
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """{modality: [B, T, D_m]} -> [B, T, 2] (valence, arousal)."""
-        z = torch.cat([self.encoders[m](inputs[m]) for m in self.modalities], dim=-1)
-        z, alpha = self.fusion(z)
+    def forward(self, inputs: dict[str, torch.Tensor], padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """{modality: [B, T, D_m]} -> [B, T, 2] (valence, arousal); `padding_mask` [B, T] is True at real
+        steps (None: all), and the outputs on an element's real steps do not depend on its padded ones."""
+        mask = real_steps(padding_mask, inputs)
+        inputs = zero_padding(inputs, mask)
+        z = torch.cat([self.encoders[m](inputs[m], mask) for m in self.modalities], dim=-1)
+        z, alpha = self.fusion(z, mask)
         self.reliability = alpha.detach()
-        return self.head(self.refinement(z))
+        return self.head(self.refinement(z, mask))

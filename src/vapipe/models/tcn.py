@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from vapipe.models import register_model
+from vapipe.models.padding import real_steps, zero_padding
 
 
 class TemporalBlock(nn.Module):
@@ -23,9 +24,15 @@ class TemporalBlock(nn.Module):
             nn.Dropout(dropout),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, C, T] -> [B, C, T]."""
-        return x + self.net(x)
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, C, T] -> [B, C, T]; with a [B, T] mask of real steps, each convolution sees zeros past
+        them, as its own zero padding, so a real step's output does not depend on the padded ones."""
+        h = x
+        for layer in self.net:
+            if padding_mask is not None and isinstance(layer, nn.Conv1d):
+                h = h.masked_fill(~padding_mask[:, None, :], 0.0)
+            h = layer(h)
+        return x + h
 
 
 class TemporalConvNet(nn.Module):
@@ -38,9 +45,12 @@ class TemporalConvNet(nn.Module):
         self.project = nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.Dropout(dropout))
         self.blocks = nn.Sequential(*[TemporalBlock(hidden, kernel_size, 2**i, dropout) for i in range(levels)])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, D] -> [B, T, hidden]."""
-        return self.blocks(self.project(x).transpose(1, 2)).transpose(1, 2)
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, D] -> [B, T, hidden]; `padding_mask` [B, T] is True at real steps (None: all)."""
+        h = self.project(x).transpose(1, 2)
+        for block in self.blocks:
+            h = block(h, padding_mask)
+        return h.transpose(1, 2)
 
 
 @register_model("tcn_fusion")
@@ -65,7 +75,10 @@ class TCNFusion(nn.Module):
             nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 2), nn.Tanh()
         )
 
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """{modality: [B, T, D_m]} -> [B, T, 2] (valence, arousal)."""
-        fused = torch.cat([self.encoders[m](inputs[m]) for m in self.modalities], dim=-1)
+    def forward(self, inputs: dict[str, torch.Tensor], padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """{modality: [B, T, D_m]} -> [B, T, 2] (valence, arousal); `padding_mask` [B, T] is True at real
+        steps (None: all), and the outputs on an element's real steps do not depend on its padded ones."""
+        mask = real_steps(padding_mask, inputs)
+        inputs = zero_padding(inputs, mask)
+        fused = torch.cat([self.encoders[m](inputs[m], mask) for m in self.modalities], dim=-1)
         return self.head(fused)

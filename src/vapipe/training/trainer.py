@@ -36,19 +36,25 @@ def learning_rate_factor(step: int, warmup: int, total: int, schedule: str, cycl
 
 
 def _batch(items: list[tuple[dict[str, np.ndarray], np.ndarray]], device) -> tuple:
-    """Pad windows of unequal length; the mask excludes padding and -5 frames."""
+    """(inputs, labels, loss mask, padding mask) of windows of unequal length, zero-padded at their end.
+
+    The padding mask [B, T] is True at each window's real steps (the models leave the others out);
+    the loss mask is also False at -5 (unlabelled) frames.
+    """
     length = max(len(labels) for _, labels in items)
     names = items[0][0].keys()
     inputs = {n: np.zeros((len(items), length, items[0][0][n].shape[1]), np.float32) for n in names}
     labels = np.zeros((len(items), length, 2), np.float32)
     mask = np.zeros((len(items), length), bool)
+    padding = np.zeros((len(items), length), bool)
     for b, (x, y) in enumerate(items):
         for n in names:
             inputs[n][b, : len(y)] = x[n]
         labels[b, : len(y)] = y
         mask[b, : len(y)] = np.all(y != -5, axis=1)
+        padding[b, : len(y)] = True
     to = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
-    return {n: to(a) for n, a in inputs.items()}, to(labels), to(mask)
+    return {n: to(a) for n, a in inputs.items()}, to(labels), to(mask), to(padding)
 
 
 def speech_only(trial: TrialData) -> np.ndarray:
@@ -92,10 +98,13 @@ class NeuralSystem(System):
             return autocast_on(self.device)
         return contextlib.nullcontext()
 
-    def _forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict | None]:
+    def _forward(
+        self, inputs: dict[str, torch.Tensor], padding_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict | None]:
         """(valence-arousal [B, T, 2], auxiliary outputs or None): models with an extra objective
-        (e.g. DASP's soft prompts) return a tuple and define `auxiliary_loss`."""
-        out = self.model_(inputs)
+        (e.g. DASP's soft prompts) return a tuple and define `auxiliary_loss`. `padding_mask` [B, T]
+        is True at real steps (None: all real, as in prediction's unpadded windows)."""
+        out = self.model_(inputs, padding_mask=padding_mask)
         return out if isinstance(out, tuple) else (out, None)
 
     def fit(
@@ -142,11 +151,11 @@ class NeuralSystem(System):
                     i, s = windows[k]
                     x, y = prepared[i]
                     items.append(({n: a[s : s + self.window] for n, a in x.items()}, y[s : s + self.window]))
-                inputs, targets, mask = _batch(items, self.device)
+                inputs, targets, mask, padding = _batch(items, self.device)
                 if not mask.any():
                     continue
                 with self._autocast():
-                    predictions, aux = self._forward(inputs)
+                    predictions, aux = self._forward(inputs, padding)
                     loss = ccc_loss(predictions.float(), targets, mask)
                     if aux is not None:
                         loss = loss + self.model_.auxiliary_loss(aux, targets, mask)
@@ -197,7 +206,7 @@ class NeuralSystem(System):
         for s in window_starts(n, self.window, self.stride):
             chunk = {k: torch.from_numpy(v[s : s + self.window])[None].to(self.device) for k, v in x.items()}
             with self._autocast():
-                out = self._forward(chunk)[0][0].float().cpu().numpy()
+                out = self._forward(chunk, padding_mask=None)[0][0].float().cpu().numpy()  # one window, unpadded
             total[s : s + len(out)] += out
             count[s : s + len(out)] += 1
         return total / count
