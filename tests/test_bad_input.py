@@ -131,29 +131,30 @@ def test_unknown_backbone_kind_and_model_name_name_the_key():
         check_config(config)
 
 
+def dry_run_with(workdir, override) -> subprocess.CompletedProcess:
+    """`snakemake -n` of the default config with one more config file on top."""
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--cores",
+        "1",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(REPO / "config/config.yaml"),
+        str(override),
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
 def test_config_failing_the_schema_names_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("folds: {k: two}\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-n",
-            "--cores",
-            "1",
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(REPO / "config/config.yaml"),
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = dry_run_with(tmp_path, bad)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "'two' is not of type 'integer'" in output and "'k'" in output
@@ -194,26 +195,7 @@ def test_a_bad_crop_found_during_extraction_skips_only_that_trial(mini_dataset, 
 def test_a_typo_anywhere_stops_the_dry_run_naming_the_key_and_the_closest_one(tmp_path, override, key, hint):
     typo = tmp_path / "typo.yaml"
     typo.write_text(override + "\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-n",
-            "--cores",
-            "1",
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(REPO / "config/config.yaml"),
-            str(typo),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = dry_run_with(tmp_path, typo)
     assert result.returncode != 0
     lines = [line for line in (result.stdout + result.stderr).splitlines() if key in line]
     assert len(lines) == 1 and f"did you mean '{hint}'?" in lines[0], result.stdout + result.stderr
