@@ -10,7 +10,8 @@ import torch
 from conftest import make_system
 from test_training import synthetic_trials
 
-from vapipe.evaluation.sweep import dropped_rows, missing_audio_sweep
+from vapipe.evaluation.sweep import silenced_audio_sweep
+from vapipe.features.cache import store_path, write_store
 from vapipe.specs import TrainSpec
 from vapipe.training import trainer as trainer_module
 from vapipe.training.data import Standardizer, TrialData
@@ -18,7 +19,7 @@ from vapipe.training.kelm_system import KELMSystem
 from vapipe.training.resample import resample_trial
 from vapipe.training.run import inner_validation_split
 from vapipe.training.system import load_system
-from vapipe.training.trainer import _batch, learning_rate_factor, speech_only
+from vapipe.training.trainer import WindowSource, learning_rate_factor, speech_only
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -183,25 +184,46 @@ def test_inner_validation_split_holds_out_whole_videos_reproducibly():
     assert inner_validation_split(list(manifest.trial), manifest, 0.4, seed=0) == (train, validation)
 
 
-def test_missing_audio_sweep_degrades_from_the_intact_score():
-    trials = two_modality_trials(4, 0)
+def test_a_trained_system_degrades_from_its_intact_score_as_its_audio_is_silenced(tmp_path):
+    """Through the real trainer: share 0 is the system's own score, and a system whose only signal
+    is the voice loses more of it the more of the voice is silenced (held at one silent row). The
+    sweep's own protocol is tested in test_missing_audio.py."""
+    rng = np.random.default_rng(5)
+    trials = []
+    for t in two_modality_trials(5, 0):  # the face made pure noise: the voice carries the labels
+        t.inputs["face_a"] = rng.normal(size=t.inputs["face_a"].shape).astype(np.float32)
+        trials.append(t)
     trainer = make_system(
         "tcn_fusion",
         {"hidden": 8, "levels": 2, "kernel_size": 3},
         features=("face_a", "voice_b"),
-        epochs=4,
+        epochs=15,
         batch_size=4,
         lr=3e-3,
     )
     trainer.fit(trials[:3])
-    table = missing_audio_sweep(trainer, trials[3:], ["voice_b"])
-    assert list(table.share) == [0.0, 0.1, 0.2, 0.4, 0.6, 0.8]
-    assert table.loc[0, "mean"] == pytest.approx(trainer.score(trials[3:])["mean"])
-    assert table["mean"].nunique() > 1
-    rows = dropped_rows(200, 0.2, np.random.default_rng(0))
-    assert rows.sum() == 40
-    with pytest.raises(ValueError, match="no audio features"):
-        missing_audio_sweep(trainer, trials[3:], [])
+    held_out = trials[3:]
+    silent_row = held_out[0].inputs["voice_b"].mean(axis=0)
+    roots = {}
+    for share in (0.4, 0.8):
+        roots[(share, 0)] = tmp_path / f"silenced_{share}"
+        for t in held_out:
+            voice = t.inputs["voice_b"].copy()
+            silenced = slice(0, round(share * t.n_rows))  # one segment from the start
+            voice[silenced] = silent_row
+            write_store(store_path(roots[(share, 0)], "voice_b", t.trial), voice, t.valid["voice_b"], {})
+    table = silenced_audio_sweep(trainer, held_out, ["voice_b"], roots)
+    assert list(table.share) == [0.0, 0.4, 0.8]
+    assert table.loc[0, "mean"] == pytest.approx(trainer.score(held_out)["mean"], abs=1e-6)
+    valence = table["valence"].tolist()  # the voice columns carry valence (arousal: little)
+    assert valence[0] > 0.8
+    assert valence[0] - 0.1 > valence[1] > valence[2] + 0.1
+
+
+def identity_standardizer(dim: int) -> Standardizer:
+    scaler = Standardizer()
+    scaler.mean_, scaler.scale_ = {"f": np.zeros(dim)}, {"f": np.ones(dim)}
+    return scaler
 
 
 def test_a_batch_keeps_padding_apart_from_unlabelled_frames():
@@ -210,14 +232,19 @@ def test_a_batch_keeps_padding_apart_from_unlabelled_frames():
     y_long[2] = -5  # unlabelled, but a real step
     y_short = np.full((4, 2), 0.5, np.float32)
     y_short[0, 1] = -5  # one dimension unlabelled: left out of the loss
-    items = [({"f": np.ones((6, 3), np.float32)}, y_long), ({"f": np.full((4, 3), 2, np.float32)}, y_short)]
-    inputs, labels, loss_mask, padding = _batch(items, "cpu")
+    trials = [
+        TrialData("long", 30.0, {"f": np.ones((6, 3), np.float32)}, {"f": np.ones(6, bool)}, y_long),
+        TrialData("short", 30.0, {"f": np.full((4, 3), 2, np.float32)}, {"f": np.ones(4, bool)}, y_short),
+    ]
+    source = WindowSource(trials, identity_standardizer(3), [y_long, y_short], 6, 6, torch.device("cpu"), 2)
+    inputs, labels, loss_mask, padding, _ = source.batch(np.array([0, 1]), torch.tensor([0, 1]))
     assert padding.dtype == torch.bool and loss_mask.dtype == torch.bool
     np.testing.assert_array_equal(padding.numpy(), [[True] * 6, [True] * 4 + [False] * 2])
     labelled = np.array([[1, 1, 0, 1, 1, 1], [0, 1, 1, 1, 0, 0]], bool)
     np.testing.assert_array_equal(loss_mask.numpy(), padding.numpy() & labelled)
     assert padding[0, 2] and not loss_mask[0, 2]  # an unlabelled real step is no padding
-    assert inputs["f"].shape == (2, 6, 3) and (inputs["f"][1, 4:] == 0).all()
+    assert inputs["f"].shape == (2, 6, 4) and (inputs["f"][1, 4:] == 0).all()  # valid flag appended
+    np.testing.assert_array_equal(inputs["f"][1, :4].numpy(), np.tile([2, 2, 2, 1], (4, 1)))
     np.testing.assert_array_equal(labels[1, :4].numpy(), y_short)
 
 

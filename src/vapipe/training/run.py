@@ -11,7 +11,8 @@ import pandas as pd
 
 from vapipe.data.folds import split_fold
 from vapipe.specs import SystemSpec
-from vapipe.training.data import load_trials
+from vapipe.training.augmented import attach_augmented
+from vapipe.training.data import load_groups, load_trials
 from vapipe.training.system import create_system, system_class
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,14 @@ def train_fold(
         train, inner = inner_validation_split(train, manifest, settings.validation_fraction, settings.seed)
         log.info("validation (early stopping / selection): %d trials of the training videos", len(inner))
     masks = mask_root if settings.train_on == "speech" else None
-    train_data = load_trials(manifest, train, features, feature_root, masks)
-    inner_data = load_trials(manifest, inner, features, feature_root)
-    heldout_data = load_trials(manifest, heldout, features, feature_root)
+    # One array per feature holds the fold (float16 for a neural system); test trials come after the fit.
+    dtype = system_class(system.model).feature_dtype
+    groups = {"train": train, "inner": inner, "heldout": heldout}
+    loaded = load_groups(manifest, groups, features, feature_root, masks, settings.speech_rule, ("train",), dtype)
+    train_data, inner_data, heldout_data = loaded["train"], loaded["inner"], loaded["heldout"]
+    if settings.augment_copies:  # training trials only: validation and held-out trials stay plain
+        attach_augmented(train_data, features, feature_root, settings.augment_copies)
+    del loaded
     trained = create_system(system).fit(train_data, monitor=heldout_data, validation=inner_data or None)
     scores = trained.score(heldout_data)
     log.info(
@@ -97,9 +103,9 @@ def train_fold(
     )
     trained.save(checkpoint_dir, {"system": system_name, "fold": fold, **(metadata or {})})
     tables = [trained.predictions_table(heldout_data, "heldout")]
-    del train_data, inner_data
-    test_data = load_trials(manifest, test, features, feature_root)  # after fitting: less held at once
-    if test_data:
+    del train_data, inner_data, heldout_data  # the fold's arrays go with the last of them
+    for trial in test:  # one test trial in memory at a time
+        test_data = load_trials(manifest, [trial], features, feature_root, dtype=dtype)
         tables.append(trained.predictions_table(test_data, "test"))
     pd.concat(tables, ignore_index=True).to_csv(predictions_path, sep="\t", index=False, float_format="%.6f")
     Path(history_path).write_text(json.dumps({"history": trained.history_, "heldout_raw": scores}, indent=1))

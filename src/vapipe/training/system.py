@@ -105,6 +105,8 @@ class System(ABC):
     kind: ClassVar[str]
     # KELM chooses its hyper-parameters on validation trials even without early stopping.
     needs_validation: ClassVar[bool] = False
+    # The dtype `vapipe.training.run.train_fold` loads the features as (the stores hold float16).
+    feature_dtype: ClassVar[type] = np.float32
 
     def __init__(self, spec: SystemSpec, device: str | None = None):
         self.spec = spec
