@@ -107,3 +107,83 @@ def test_functional_subsets_follow_the_order_given_and_unknown_ones_are_refused(
     assert len(centres) == len(full)
     with pytest.raises(ValueError, match="functionals must be"):
         window_functionals(x, fps=5.0, functionals=("median",))
+
+
+PEAK_SCRIPT = """
+import resource, sys
+import numpy as np
+from vapipe.models.kelm import KELMRegressor
+n = int(sys.argv[1])
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(n, 8)), rng.normal(size=(n, 2))
+KELMRegressor(C=1.0, kernel="rbf", gamma=0.1).fit(x[:50], y[:50])  # libraries warmed up
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+KELMRegressor(C=1.0, kernel="rbf", gamma=0.1).fit(x, y)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+@pytest.mark.slow
+def test_a_fit_holds_one_kernel_matrix_at_most():
+    # scikit-learn's KernelRidge holds K, the solver's copy of it and the RBF distance matrix (2.8 K
+    # measured); building K in blocks and factorising it in place holds K alone
+    import subprocess
+    import sys
+
+    n = 3000
+    result = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(n)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    growth = int(result.stdout.split()[-1])
+    assert growth < 1.4 * n * n * 8, growth / (n * n * 8)
+
+
+def test_blocked_predictions_equal_the_closed_form():
+    x, y = data(n=300, d=8)
+    test_x = data(seed=1, n=7, d=8)[0]
+    for kernel in ("linear", "rbf"):
+        model = KELMRegressor(C=1.0, kernel=kernel, gamma=0.1).fit(x, y)
+        mean, std = x.mean(0), x.std(0)
+        expected = closed_form((x - mean) / std, y, (test_x - mean) / std, 1.0, kernel, 0.1)
+        np.testing.assert_allclose(model.predict(test_x), expected, rtol=1e-6, atol=1e-8)
+
+
+def test_over_max_windows_a_seeded_subset_is_fitted():
+    x, y = data(n=80)
+    y[5] = -5  # unlabelled rows are dropped before the subset is drawn
+    test_x = data(seed=1, n=9)[0]
+    model = KELMRegressor(C=1.0, kernel="rbf", gamma=0.3, standardize=False, max_windows=30, seed=4).fit(x, y)
+    labelled = np.flatnonzero(np.all(y != -5, axis=1))
+    subset = np.sort(np.random.default_rng(4).choice(labelled, 30, replace=False))
+    np.testing.assert_allclose(
+        model.predict(test_x), closed_form(x[subset], y[subset], test_x, 1.0, "rbf", 0.3), rtol=1e-6, atol=1e-8
+    )
+    assert len(model.model_.X_fit_) == 30
+    everything = KELMRegressor(C=1.0, kernel="rbf", gamma=0.3, standardize=False, max_windows=None).fit(x, y)
+    assert len(everything.model_.X_fit_) == 79
+
+
+def test_the_aff_wild2_window_counts():
+    from vapipe.models.kelm import aff_wild2_windows
+
+    # ~1.6 M training frames at 30 fps: 53,333 s; 2-s windows every 0.5 s, or non-overlapping (the paper's)
+    assert aff_wild2_windows(1_600_000, 30.0, 2.0, 0.5) == 106_664
+    assert aff_wild2_windows(1_600_000, 30.0, 2.0, None) == 26_667
+
+
+def test_the_training_rule_asks_for_the_functionals_and_the_kernel_of_a_kelm_system():
+    import pandas as pd
+
+    from vapipe.models.kelm import kelm_system_mem_mb
+
+    # Aff-Wild2-sized: 400 annotated trials of 4000 rows at 30 fps (1.6 M frames), test trials ignored
+    trials = [{"split": "Train_Set", "n_rows": 4000, "fps": 30.0}] * 400 + [
+        {"split": "Test_Set", "n_rows": 9, "fps": 30.0}
+    ]
+    manifest = pd.DataFrame(trials)
+    windows, fitted, columns = 400 * 67, 20000, 3 * (1280 + 1)  # ceil(4000 / 30 / 2) windows a trial
+    expected = (windows * columns * 4 + fitted * columns * 8 + fitted**2 * 8) / 1e6
+    assert kelm_system_mem_mb(manifest, [1280], {}) == pytest.approx(expected, abs=1)
+    # 0.5-s steps: four times the windows, the same capped kernel; two functionals: two thirds the columns
+    stepped = kelm_system_mem_mb(manifest, [1280], {"step_seconds": 0.5, "functionals": ["mean", "max"]})
+    windows, columns = 400 * 267, 2 * 1281
+    assert stepped == pytest.approx((windows * columns * 4 + fitted * columns * 8 + fitted**2 * 8) / 1e6, abs=1)

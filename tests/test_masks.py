@@ -150,15 +150,21 @@ def test_speech_filter_truth_table():
     vad = np.array([0, 0, 0, 0, 1, 1, 1, 1], dtype=bool)
     mouth = np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=bool)
     mouth_known = np.array([0, 1, 0, 1, 0, 1, 0, 1], dtype=bool)
+    # The paper's rule (the default): the mouth is open and known; voice activity does not count.
+    np.testing.assert_array_equal(
+        speech_frames(vad, mouth, mouth_valid=mouth_known), [False, False, False, True, False, False, False, True]
+    )
     expected = [False, False, False, True, True, True, True, True]
-    np.testing.assert_array_equal(speech_frames(vad, mouth, mouth_valid=mouth_known), expected)
+    np.testing.assert_array_equal(speech_frames(vad, mouth, mouth_valid=mouth_known, rule="vad_or_mouth"), expected)
     vad_known = np.array([1, 1, 1, 1, 0, 1, 1, 1], dtype=bool)
     np.testing.assert_array_equal(
-        speech_frames(vad, mouth, vad_valid=vad_known, mouth_valid=mouth_known),
+        speech_frames(vad, mouth, vad_valid=vad_known, mouth_valid=mouth_known, rule="vad_or_mouth"),
         [False, False, False, True, False, True, True, True],
     )
     with pytest.raises(ValueError):
-        speech_frames(vad, mouth[:3])
+        speech_frames(vad, mouth[:3], rule="vad_or_mouth")
+    with pytest.raises(ValueError, match="unknown speech rule 'vad'"):
+        speech_frames(vad, mouth, rule="vad")
 
 
 def test_mouth_opening_keeps_talking_and_ignores_a_held_smile():

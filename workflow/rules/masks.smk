@@ -1,12 +1,12 @@
-# Per-frame masks beside the features: voice activity (silero-vad on the audio) and mouth open
-# (MediaPipe face mesh on the crops), one Zarr store per (mask, trial) under results/masks/.
+# Per-frame masks beside the features: voice activity (silero-vad on the Spleeter vocals) and mouth
+# open (MediaPipe face mesh on the crops), one Zarr store per (mask, trial) under results/masks/.
 # Shards are those of the feature extraction; a shard summary exists once its stores are complete.
 
 
 rule detect_voice_activity:
     input:
         manifest=get_manifest_file,
-        audio=get_shard_audio,
+        vocals=get_shard_vocals,
     output:
         "results/masks/vad/shards/{shard}.tsv",
     log:

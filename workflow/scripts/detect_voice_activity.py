@@ -1,4 +1,4 @@
-"""Voice-activity masks (silero-vad) of one shard of trials, from their videos' 16 kHz WAVs."""
+"""Voice-activity masks (silero-vad) of one shard of trials, from their videos' Spleeter vocals."""
 
 from pathlib import Path
 
@@ -12,7 +12,7 @@ with workflow_step(sm.log[0]):
         manifest=read_manifest(sm.input.manifest),
         shard=int(sm.wildcards.shard),
         n_shards=sm.params.n_shards,
-        audio_paths={Path(p).stem: p for p in sm.input.audio},
+        audio_paths={Path(p).name.removesuffix(".vocals.wav"): p for p in sm.input.vocals},
         mask_root=sm.params.mask_root,
         settings=VadSpec(**sm.params.settings),
     )

@@ -1,4 +1,5 @@
-"""Mask stores: the per-frame voice-activity and mouth-open masks as Stage 2 reads them.
+"""Mask stores: the per-frame voice-activity and mouth-open masks as Stage 2 reads them, and the
+rule that turns them into speech frames (`SPEECH_RULES`, `read_speech`).
 
 Kept apart from `vapipe.features.masks` (which runs silero-vad and MediaPipe) so that training
 reads the masks without importing Stage 1's detectors; see that module for what a mask holds.
@@ -51,18 +52,48 @@ def mask_binary(store: FeatureStore) -> np.ndarray:
     return store.valid & (store.features[:, 0] >= store.attrs["threshold"])
 
 
+# How a frame is judged speech for `train_on: speech` (TrainSpec.speech_rule), and the masks each
+# rule reads. "mouth" is Dresvyanskiy et al.'s (sec. 4.2.1): the target's mouth is open, since the
+# audio may hold other speakers; "vad_or_mouth" also counts voice activity on the separated vocals.
+SPEECH_RULES = {"mouth": ("mouth",), "vad_or_mouth": ("vad", "mouth")}
+
+
 def speech_frames(
-    vad: np.ndarray,
+    vad: np.ndarray | None,
     mouth: np.ndarray,
     vad_valid: np.ndarray | None = None,
     mouth_valid: np.ndarray | None = None,
+    rule: str = "mouth",
 ) -> np.ndarray:
-    """bool [T]: voice activity or an open mouth; an unknown frame counts as neither."""
-    vad, mouth = np.asarray(vad, dtype=bool), np.asarray(mouth, dtype=bool)
+    """bool [T]: an open mouth ("mouth"), or voice activity or an open mouth ("vad_or_mouth");
+    an unknown frame counts as neither."""
+    if rule not in SPEECH_RULES:
+        raise ValueError(f"unknown speech rule '{rule}'; known: {', '.join(SPEECH_RULES)}")
+    mouth = np.asarray(mouth, dtype=bool)
+    if mouth_valid is not None:
+        mouth = mouth & np.asarray(mouth_valid, dtype=bool)
+    if rule == "mouth":
+        return mouth
+    if vad is None:
+        raise ValueError("speech_frames: rule 'vad_or_mouth' needs the vad mask")
+    vad = np.asarray(vad, dtype=bool)
     if vad.shape != mouth.shape:
         raise ValueError(f"speech_frames: vad {vad.shape} and mouth {mouth.shape} differ")
     if vad_valid is not None:
         vad = vad & np.asarray(vad_valid, dtype=bool)
-    if mouth_valid is not None:
-        mouth = mouth & np.asarray(mouth_valid, dtype=bool)
     return vad | mouth
+
+
+def read_speech(mask_root: str | Path, trial: str, n_rows: int, rule: str = "mouth") -> np.ndarray:
+    """bool [n_rows]: a trial's speech frames by `rule`, from the mask stores that rule reads
+    (each must have n_rows rows)."""
+    if rule not in SPEECH_RULES:
+        raise ValueError(f"unknown speech rule '{rule}'; known: {', '.join(SPEECH_RULES)}")
+    masks = {}
+    for kind in SPEECH_RULES[rule]:
+        path = mask_path(mask_root, kind, trial)
+        store = read_mask(path)
+        if len(store.valid) != n_rows:
+            raise DatasetError(f"{path}: {len(store.valid)} rows, manifest says {n_rows}")
+        masks[kind] = mask_binary(store)
+    return speech_frames(masks.get("vad"), masks["mouth"], rule=rule)

@@ -7,18 +7,20 @@ and whose ``valid`` says where that measure is known. Its attrs name the ``mask`
 applies the threshold (an unknown frame is never "yes"). T is the trial's manifest ``n_rows`` and
 row i spans [i / fps, (i + 1) / fps), as for the audio features (`vapipe.features.alignment`).
 
-- ``vad``: silero-vad speech probabilities at its native 32 ms hop (512 samples at 16 kHz) become
-  speech segments with silero's own hysteresis (``threshold``, ``min_speech_ms``,
-  ``min_silence_ms``, ``speech_pad_ms``); the measure is the share of each frame's span that the
-  segments cover, and a frame is speech when that share reaches ``frame_fraction``. Both people of
-  a ``_left`` / ``_right`` video get the same mask; rows that start after the audio ends are
-  unknown.
+- ``vad``: on the video's Spleeter vocals (``results/audio/{video}.vocals.wav``; Dresvyanskiy et
+  al. separate the voice from noise and music first), silero-vad speech probabilities at its
+  native 32 ms hop (512 samples at 16 kHz) become speech segments with silero's own hysteresis
+  (``threshold``, ``min_speech_ms``, ``min_silence_ms``, ``speech_pad_ms``); the measure is the
+  share of each frame's span that the segments cover, and a frame is speech when that share
+  reaches ``frame_fraction``. Both people of a ``_left`` / ``_right`` video get the same mask;
+  rows that start after the audio ends are unknown.
 - ``mouth``: MediaPipe face mesh on each face crop; the lip gap (inner-lip landmarks 13 and 14)
   over the inter-ocular distance (outer eye corners 33 and 263). See `mouth_opening` for how it
   is smoothed and thresholded per trial, and where that departs from Dresvyanskiy et al.
 
-The audio models of Dresvyanskiy et al. train only on speech frames: `speech_frames` is voice
-activity or an open mouth.
+The audio models of Dresvyanskiy et al. train only on speech frames: by default (their rule) the
+frames where the target's mouth is open, since the audio may hold other speakers; the rule
+``vad_or_mouth`` also counts voice activity (`vapipe.features.mask_store.speech_frames`).
 """
 
 from __future__ import annotations
@@ -270,12 +272,12 @@ def mouth_opening(gaps: np.ndarray, fps: float, settings: MouthSpec) -> tuple[np
 # ---------------------------------------------------------------- workflow jobs
 
 
+MASK_INPUT = {"vad": "vocals", "mouth": "face"}  # what each mask is computed from
+
+
 def _settings_hash(mask: str, settings: VadSpec | MouthSpec) -> str:
-    """Fingerprint of the settings a mask store was made with."""
-    return fingerprint({"mask": mask, **asdict(settings)})
-
-
-MASK_INPUT = {"vad": "mixture", "mouth": "face"}  # what each mask is computed from
+    """Fingerprint of the settings and the input a mask store was made with."""
+    return fingerprint({"mask": mask, "input": MASK_INPUT[mask], **asdict(settings)})
 
 
 def _todo(trials: pd.DataFrame, mask_root: str | Path, mask: str, settings_hash: str) -> list:

@@ -6,20 +6,39 @@ window to its (valence, arousal). KELM's output weights (Eq. 1) are beta = (I / 
 prediction is K(x, D) beta: exactly kernel ridge regression with alpha = 1 / C and no intercept,
 so `KELMRegressor` wraps scikit-learn's `KernelRidge`. C (and the kernel) are chosen on a
 validation set, as the paper chooses C on the challenge development set. The fit is a linear
-solve: deterministic, with nothing random to seed.
+solve: deterministic (a training set over ``max_windows`` is subsampled with a fixed seed).
+
+Memory: the kernel matrix is the whole cost (N^2 float64 for N training windows). scikit-learn's
+`KernelRidge.fit` holds it twice (the matrix and the solver's copy) plus an N^2 distance matrix
+while building an RBF kernel; `KELMRegressor` builds K in row blocks and factorises K + I / C in
+place (Cholesky), so a fit peaks at one N^2 matrix, and predicts in row blocks. On Aff-Wild2 the
+paper's non-overlapping 2-s windows of ~1.6 M training frames at 30 fps are ~26,700 windows
+(K: 5.7 GB); 0.5-s steps would be ~107,000 (K: 91 GB). ``max_windows`` (20,000: K 3.2 GB) caps N
+with a seeded subset: scipy's LAPACK factorised a 17,000^2 matrix (2.3 GB) but crashed on a
+25,000^2 one (5 GB, over 2^32 bytes) here. `kelm_fit_benchmark` measures a fit's peak memory and
+`kelm_system_mem_mb` is what the training rule adds for a KELM system.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
+import resource
+import time
 
 import numpy as np
+from scipy import linalg
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.kernel_ridge import KernelRidge
+from sklearn.metrics.pairwise import pairwise_kernels
 from sklearn.preprocessing import StandardScaler
 
 from vapipe.evaluation.metrics import ccc, valid_label_mask
+
+log = logging.getLogger(__name__)
+
+BLOCK_ELEMENTS = 2**24  # kernel entries built at once (128 MB of float64) when filling or predicting
 
 
 def window_bounds(
@@ -88,6 +107,39 @@ def mean_ccc(prediction: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([ccc(prediction[:, j], truth[:, j]) for j in range(truth.shape[1])]))
 
 
+def kernel_matrix(A: np.ndarray, B: np.ndarray, kernel: str, gamma: float | None, out: np.ndarray | None = None):
+    """K(A, B) [len(A), len(B)] float64, built in row blocks (no full-size temporaries); into `out`."""
+    out = np.empty((len(A), len(B))) if out is None else out
+    rows = max(1, min(BLOCK_ELEMENTS // max(1, len(B)), -(-len(A) // 16)))  # 128 MB, or 1/16 of K
+    for start in range(0, len(A), rows):
+        out[start : start + rows] = pairwise_kernels(
+            A[start : start + rows], B, metric=kernel, filter_params=True, gamma=gamma
+        )
+    return out
+
+
+def kernel_predict(X: np.ndarray, D: np.ndarray, beta: np.ndarray, kernel: str, gamma: float | None) -> np.ndarray:
+    """K(X, D) beta, a block of rows of X at a time."""
+    rows = max(1, BLOCK_ELEMENTS // max(1, len(D)))
+    out = np.empty((len(X), *beta.shape[1:]))
+    for start in range(0, len(X), rows):
+        out[start : start + rows] = kernel_matrix(X[start : start + rows], D, kernel, gamma) @ beta
+    return out
+
+
+def kelm_weights(X: np.ndarray, T: np.ndarray, C: float, kernel: str, gamma: float | None) -> np.ndarray:
+    """beta = (I / C + K)^-1 T (Eq. 1), K built and factorised in place: one N x N matrix at most."""
+    K = kernel_matrix(X, X, kernel, gamma)
+    K.flat[:: len(X) + 1] += 1.0 / C
+    try:  # K is symmetric: its transpose is the Fortran-ordered array LAPACK factorises without a copy
+        factor = linalg.cho_factor(K.T, lower=True, overwrite_a=True, check_finite=False)
+        return linalg.cho_solve(factor, T, check_finite=False)
+    except linalg.LinAlgError:  # not positive definite in floating point: a symmetric solve instead
+        K = kernel_matrix(X, X, kernel, gamma, out=K)
+        K.flat[:: len(X) + 1] += 1.0 / C
+        return linalg.solve(K.T, T, assume_a="sym", overwrite_a=True, check_finite=False)
+
+
 class KELMRegressor(BaseEstimator, RegressorMixin):
     """Kernel ELM: beta = (I / C + K)^-1 T (paper 001, Eq. 1) = KernelRidge(alpha = 1 / C).
 
@@ -96,7 +148,8 @@ class KELMRegressor(BaseEstimator, RegressorMixin):
     (the first in grid order on a tie) and fits it on the training set. ``selection_`` lists the
     scores. Rows whose label is -5 (or not finite) are left out. ``standardize`` z-scores the
     features with the training statistics first (the RBF ``gamma`` default, 1 / n_features, assumes
-    unit-scale features).
+    unit-scale features). Over ``max_windows`` training rows, a random subset of that many (drawn
+    with ``seed``) is fitted, so the kernel matrix stays within max_windows^2 float64 (None: all).
     """
 
     def __init__(
@@ -107,6 +160,8 @@ class KELMRegressor(BaseEstimator, RegressorMixin):
         C_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0),
         kernel_grid: tuple[str, ...] = ("linear", "rbf"),
         standardize: bool = True,
+        max_windows: int | None = 20000,
+        seed: int = 0,
     ):
         self.C = C
         self.kernel = kernel
@@ -114,22 +169,30 @@ class KELMRegressor(BaseEstimator, RegressorMixin):
         self.C_grid = C_grid
         self.kernel_grid = kernel_grid
         self.standardize = standardize
+        self.max_windows = max_windows
+        self.seed = seed
 
-    def _ridge(self, C: float, kernel: str) -> KernelRidge:
-        return KernelRidge(alpha=1.0 / C, kernel=kernel, gamma=self.gamma)
+    def _ridge(self, C: float, kernel: str, X: np.ndarray, y: np.ndarray) -> KernelRidge:
+        """A fitted `KernelRidge` (alpha = 1 / C): the weights solved in place by `kelm_weights`."""
+        ridge = KernelRidge(alpha=1.0 / C, kernel=kernel, gamma=self.gamma)
+        ridge.X_fit_, ridge.dual_coef_, ridge.n_features_in_ = X, kelm_weights(X, y, C, kernel, self.gamma), X.shape[1]
+        return ridge
 
     @staticmethod
-    def _valid(X, y) -> tuple[np.ndarray, np.ndarray]:
-        X = np.asarray(X, dtype=np.float64)
+    def _valid(X, y, max_rows: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The labelled rows as float64 (a seeded subset of `max_rows` of them when there are more)."""
         y = np.asarray(y, dtype=np.float64)
-        keep = valid_label_mask(y) if y.ndim == 2 else np.isfinite(y) & (y != -5.0)
-        return X[keep], y[keep]
+        keep = np.flatnonzero(valid_label_mask(y) if y.ndim == 2 else np.isfinite(y) & (y != -5.0))
+        if max_rows is not None and len(keep) > max_rows:
+            log.info("KELM: %d of %d training windows (max_windows)", max_rows, len(keep))
+            keep = np.sort(np.random.default_rng(seed).choice(keep, max_rows, replace=False))
+        return np.asarray(np.asarray(X)[keep], dtype=np.float64), y[keep]
 
     def fit(self, X, y, val_X=None, val_y=None) -> KELMRegressor:
         """Fit on (X, y); with a validation set, choose (kernel, C) on it first."""
-        X, y = self._valid(X, y)
+        X, y = self._valid(X, y, self.max_windows, self.seed)
         self.scaler_ = StandardScaler().fit(X) if self.standardize else None
-        Xs = self._scale(X)
+        Xs = self.scaler_.transform(X, copy=False) if self.scaler_ is not None else X  # X is our own copy
         self.C_, self.kernel_ = float(self.C), self.kernel
         self.selection_ = []
         if val_X is not None:
@@ -138,12 +201,13 @@ class KELMRegressor(BaseEstimator, RegressorMixin):
             truth = vy.reshape(len(vy), -1)
             best = -math.inf
             for kernel, C in itertools.product(self.kernel_grid, self.C_grid):
-                prediction = self._ridge(C, kernel).fit(Xs, y).predict(vXs).reshape(len(vy), -1)
+                beta = kelm_weights(Xs, y, C, kernel, self.gamma)
+                prediction = kernel_predict(vXs, Xs, beta, kernel, self.gamma).reshape(len(vy), -1)
                 score = mean_ccc(prediction, truth)
                 self.selection_.append({"kernel": kernel, "C": float(C), "val_ccc": score})
                 if score > best:
                     best, self.C_, self.kernel_ = score, float(C), kernel
-        self.model_ = self._ridge(self.C_, self.kernel_).fit(Xs, y)
+        self.model_ = self._ridge(self.C_, self.kernel_, Xs, y)
         return self
 
     def _scale(self, X: np.ndarray) -> np.ndarray:
@@ -151,4 +215,66 @@ class KELMRegressor(BaseEstimator, RegressorMixin):
 
     def predict(self, X) -> np.ndarray:
         """K(X, D) beta."""
-        return self.model_.predict(self._scale(np.asarray(X, dtype=np.float64)))
+        ridge = self.model_
+        X = self._scale(np.asarray(X, dtype=np.float64))
+        return kernel_predict(X, ridge.X_fit_, ridge.dual_coef_, ridge.kernel, ridge.gamma)
+
+
+def aff_wild2_windows(
+    n_frames: int = 1_600_000, fps: float = 30.0, window_seconds: float = 2.0, step_seconds: float | None = 0.5
+) -> int:
+    """Windows of `window_seconds` every `step_seconds` over `n_frames` (as one long trial; per-trial
+    ends add at most one window per trial)."""
+    return len(window_bounds(n_frames, fps, window_seconds, step_seconds))
+
+
+def kelm_fit_mem_mb(
+    manifest,
+    widths: list[int],
+    window_seconds: float = 2.0,
+    step_seconds: float | None = None,
+    functionals: int = 3,
+    max_windows: int | None = 20000,
+) -> int:
+    """What a KELM fit adds to a training fold's memory (MB), from the manifest alone: the functionals
+    of every annotated trial's windows (float32), the fitted windows' float64 copy and the kernel
+    matrix (`kelm_weights`: one max_windows^2 float64 matrix at most)."""
+    labelled = manifest[manifest["split"] != "Test_Set"]
+    step = step_seconds if step_seconds is not None else window_seconds
+    windows = int(np.ceil(labelled["n_rows"] / labelled["fps"] / step).sum())
+    fitted = min(windows, max_windows) if max_windows is not None else windows
+    n_features = functionals * (sum(widths) + len(widths))  # each feature's valid flag is a column too
+    return int(np.ceil((windows * n_features * 4 + fitted * n_features * 8 + fitted**2 * 8) / 1e6))
+
+
+def kelm_system_mem_mb(manifest, widths: list[int], params: dict) -> int:
+    """`kelm_fit_mem_mb` of a KELM system's ``params`` (`vapipe.training.kelm_system.KELMSystem`'s
+    and `KELMRegressor`'s defaults where a key is absent), for the training rule's request."""
+    return kelm_fit_mem_mb(
+        manifest,
+        widths,
+        params.get("window_seconds", 2.0),
+        params.get("step_seconds"),
+        len(params.get("functionals", FUNCTIONALS)),
+        params.get("max_windows", 20000),
+    )
+
+
+def kelm_fit_benchmark(n_windows: int, n_features: int, max_windows: int | None = 20000, seed: int = 0) -> dict:
+    """Fit one (rbf, C = 1) KELM on random functionals of `n_windows` x `n_features` and report the
+    kernel size and this process's peak resident memory (run it in a fresh process)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_windows, n_features), dtype=np.float32)
+    y = np.tanh(X[:, :2] + 0.1 * rng.standard_normal((n_windows, 2), dtype=np.float32))
+    started = time.perf_counter()
+    model = KELMRegressor(C=1.0, kernel="rbf", max_windows=max_windows, seed=seed).fit(X, y)
+    fitted = len(model.model_.X_fit_)
+    return {
+        "n_windows": n_windows,
+        "fitted_windows": fitted,
+        "n_features": n_features,
+        "features_gb": round(X.nbytes / 1e9, 3),
+        "kernel_gb": round(fitted**2 * 8 / 1e9, 3),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 3),
+        "fit_seconds": round(time.perf_counter() - started, 1),
+    }
