@@ -1,12 +1,13 @@
-"""CCC of a trained system on its held-out trials with a growing share of audio frames missing."""
+"""CCC of a trained system on its held-out trials with a growing share of the audio silenced."""
 
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from vapipe.data.folds import split_fold
 from vapipe.data.manifest import read_manifest
-from vapipe.evaluation.sweep import missing_audio_sweep, plot_sweep
+from vapipe.evaluation.sweep import plot_sweep, silenced_audio_sweep, sweep_summary
 from vapipe.logs import workflow_step
 from vapipe.training.data import load_trials
 from vapipe.training.system import load_system, read_checkpoint_config
@@ -19,6 +20,13 @@ with workflow_step(sm.log[0]):
     features = checkpoint["spec"]["features"]
     trials = load_trials(read_manifest(sm.input.manifest), heldout, features, sm.params.feature_root)
     audio = [name for name in features if checkpoint["backbones"][name]["input"] != "face"]
-    table = missing_audio_sweep(load_system(folder), trials, audio, sm.params.smoothing_seconds)
+    # one feature root per (share, seed): the folder holding the Stage 1 summaries and store folders
+    roots = {}
+    for summary in sm.input.silenced:
+        draw = pd.read_csv(summary, sep="\t")
+        roots[(float(draw["share"].iloc[0]), int(draw["seed"].iloc[0]))] = os.path.dirname(summary)
+    draws = silenced_audio_sweep(load_system(folder), trials, audio, roots, sm.params.smoothing_seconds)
+    draws.to_csv(sm.output.draws, sep="\t", index=False, float_format="%.4f")
+    table = sweep_summary(draws)
     table.to_csv(sm.output.table, sep="\t", index=False, float_format="%.4f")
-    plot_sweep(table, sm.output.plot, f"{sm.wildcards.system}, fold {sm.wildcards.fold}")
+    plot_sweep({sm.wildcards.system: table}, sm.output.plot, f"{sm.wildcards.system}, fold {sm.wildcards.fold}")

@@ -3,9 +3,17 @@ Inconsistency-Aware two-stage gating.
 
 Features are [B, T, d] here (the paper writes d x L); every fusion works for any length T.
 
+Without gating (the paper's "w/o IACA" baselines) a model is what the baselines' papers and code
+are: each modality's backbone features projected to d (a linear layer, as the authors' JCA code's
+per-modality encoders), the cross-modal fusion, and a regressor on [X_att,a; X_att,v]. CA and TCA
+"rely only on cross-modal interactions" (IACA, Sec. 4-C): no self-attention encoder precedes them.
+With gating, IACA adds what the paper gives it: self-attended features X_m (one Transformer encoder
+per modality, Sec. 1 and 3-C) that the fusion reads and that stage 1 of the gate weighs against the
+cross-attended X_att,m.
+
 Padding (a [B, T] mask, True at real steps): the self-attention encoders, CA's two softmaxes and TCA's
 attention leave padded steps out as keys, and JCA's mean over time (C_m J / T) is over the real steps,
-T the real length. The gates work frame by frame and need no mask.
+T the real length. The projections and the gates work frame by frame and need no mask.
 """
 
 from __future__ import annotations
@@ -31,18 +39,29 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
     return codes[:, :dim]
 
 
-class SelfAttentionEncoder(nn.Module):
-    """One modality's self-attended features X_m (Sec. 1, 3-C): projection to d, positions, Transformer layers."""
+class ModalityProjection(nn.Module):
+    """One modality's backbone features projected to the model width d, frame by frame (the
+    baselines' per-modality linear encoders; LayerNorm keeps the scale CA's correlation sees fixed)."""
 
-    def __init__(self, in_dim: int, dim: int, heads: int, layers: int, dropout: float):
+    def __init__(self, in_dim: int, dim: int, dropout: float):
         super().__init__()
         self.project = nn.Sequential(nn.Linear(in_dim, dim), nn.LayerNorm(dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, D] -> [B, T, d]."""
+        return self.project(x)
+
+
+class SelfAttentionEncoder(nn.Module):
+    """One modality's self-attended features X_m (IACA, Sec. 1, 3-C): positions, Transformer layers."""
+
+    def __init__(self, dim: int, heads: int, layers: int, dropout: float):
+        super().__init__()
         layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout, activation="gelu", batch_first=True)
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, T, D] -> [B, T, d]; padded steps ([B, T] `padding_mask` False) are no key of any query."""
-        x = self.project(x)
+        """[B, T, d] -> [B, T, d]; padded steps ([B, T] `padding_mask` False) are no key of any query."""
         keys_out = None if padding_mask is None else ~padding_mask
         return self.layers(x + sinusoidal_positions(x.shape[1], x.shape[2], x.device), src_key_padding_mask=keys_out)
 
@@ -131,7 +150,9 @@ class RecursiveJointCrossAttention(nn.Module):
 
 
 class CrossModalTransformerBlock(nn.Module):
-    """One stream attends to the other: Y = LN(Q + MHA(Q, C, C)), out = LN(Y + FFN(Y))."""
+    """One stream attends to the other: Y = LN(Q + MHA(Q + P, C + P, C)), out = LN(Y + FFN(Y)), with P
+    sinusoidal positions on queries and keys only: no self-attention precedes TCA, so the order of
+    the steps reaches the attention here."""
 
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
@@ -146,15 +167,18 @@ class CrossModalTransformerBlock(nn.Module):
     ) -> torch.Tensor:
         """[B, T, d] query, [B, T', d] context, [B, T'] real context steps or None -> [B, T, d]."""
         keys_out = None if context_mask is None else ~context_mask
-        y = self.norm1(
-            query + self.attention(query, context, context, key_padding_mask=keys_out, need_weights=False)[0]
-        )
+        where = sinusoidal_positions(query.shape[1], query.shape[2], query.device)  # the steps' order
+        there = sinusoidal_positions(context.shape[1], context.shape[2], context.device)
+        attended = self.attention(
+            query + where, context + there, context, key_padding_mask=keys_out, need_weights=False
+        )[0]
+        y = self.norm1(query + attended)
         return self.norm2(y + self.feedforward(y))
 
 
 class TransformerCrossAttention(nn.Module):
     """TCA (Parthasarathy & Sundaram, SLT 2021), baseline [14]: audio queries attend to visual keys/values
-    and visual queries to audio, with multi-head attention."""
+    and visual queries to audio, with multi-head attention; cross-modal interaction only."""
 
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
@@ -209,13 +233,16 @@ class InconsistencyAwareGate(nn.Module):
 
 @register_model("iaca")
 class IACA(nn.Module):
-    """IACA (paper 002): self-attended audio and visual features, a CA/JCA/RJCA/TCA fusion (`fusion`), with
-    (`gating=True`) or without the two-stage gating, MLP head, tanh to [-1, 1].
+    """IACA (paper 002): a CA/JCA/RJCA/TCA fusion (`fusion`), with (`gating=True`) or without the
+    two-stage gating, MLP head, tanh to [-1, 1].
 
-    Without gating the head reads [X_att,a; X_att,v], as in the baselines. The paper's R3D / ResNet-18
-    backbones were fine-tuned on Aff-Wild2 by the baselines; here they are frozen and cached. The paper
-    gives no temperature value: 0.1 is the one in the same authors' gated cross-attention code (DCA).
-    Several audio inputs are concatenated per frame. `gates` holds the last forward's gate values.
+    Without gating (a "w/o IACA" baseline): projected features -> fusion -> head on [X_att,a; X_att,v],
+    as in the baselines. With gating: projected features -> self-attention encoder per modality (X_m)
+    -> fusion (X_att,m) -> the gate weighs X_m and X_att,m (Eq. 5-9) -> head on X_att,g. The paper's
+    R3D / ResNet-18 backbones were fine-tuned on Aff-Wild2 by the baselines; here they are frozen and
+    cached. The paper gives no temperature value: 0.1 is the one in the same authors' gated
+    cross-attention code (DCA). Several audio inputs are concatenated per frame. `gates` holds the
+    last forward's gate values.
     """
 
     def __init__(
@@ -239,8 +266,11 @@ class IACA(nn.Module):
             raise ValueError(f"unknown fusion '{fusion}'; known: {', '.join(sorted(FUSIONS))}")
         self.visual, self.audio = split_modalities(input_dims, visual, audio)
         audio_dim = sum(input_dims[m] for m in self.audio)
-        self.encode_audio = SelfAttentionEncoder(audio_dim, hidden, heads, encoder_layers, dropout)
-        self.encode_visual = SelfAttentionEncoder(input_dims[self.visual], hidden, heads, encoder_layers, dropout)
+        # The self-attended features are IACA's (stage 1 chooses between them and the cross-attended ones).
+        self.project_audio = ModalityProjection(audio_dim, hidden, dropout)
+        self.encode_audio = SelfAttentionEncoder(hidden, heads, encoder_layers, dropout) if gating else None
+        self.project_visual = ModalityProjection(input_dims[self.visual], hidden, dropout)
+        self.encode_visual = SelfAttentionEncoder(hidden, heads, encoder_layers, dropout) if gating else None
         self.fusion = FUSIONS[fusion](
             hidden, {"heads": heads, "attention_dim": attention_dim, "iterations": iterations, "dropout": dropout}
         )
@@ -256,8 +286,12 @@ class IACA(nn.Module):
         steps (None: all), and the outputs on an element's real steps do not depend on its padded ones."""
         mask = real_steps(padding_mask, inputs)
         inputs = zero_padding(inputs, mask)
-        x_a = self.encode_audio(torch.cat([inputs[m] for m in self.audio], dim=-1), mask)
-        x_v = self.encode_visual(inputs[self.visual], mask)
+        x_a = self.project_audio(torch.cat([inputs[m] for m in self.audio], dim=-1))
+        if self.encode_audio is not None:
+            x_a = self.encode_audio(x_a, mask)
+        x_v = self.project_visual(inputs[self.visual])
+        if self.encode_visual is not None:
+            x_v = self.encode_visual(x_v, mask)
         att_a, att_v = self.fusion(x_a, x_v, mask)
         if self.gate is None:
             return self.head(torch.cat([att_a, att_v], dim=-1))
