@@ -7,13 +7,18 @@ cross-modal attention with the visual stream as query and the audio stream as ke
 with tanh. Distance-aware soft prompting (sec. 3.3) adds a KL term: the fused features, projected
 into CLIP's text space, are compared with nine frozen text prototypes of a 3 x 3 VA grid
 (`vapipe.features.text_prototypes`), and the resulting region distribution is pulled towards
-Gaussian soft labels of the true (v, a) (Eq. 2). Loss = CCC + lambda * KL with lambda = 0.2
-(Eq. 6; the trainer adds `DASP.auxiliary_loss` to its CCC loss).
+Gaussian soft labels of the true (v, a) (Eq. 2). Loss = L_CCC + lambda * KL with lambda = 0.2
+(Eq. 6; the trainer adds `DASP.auxiliary_loss` to its CCC loss, see there for the scale).
+
+Sec. 4.1: "the hidden dimension for the GRU and fusion modules is set to 256": each GRU has 256
+units per direction (``hidden``), and the fusion modules (attention, gate, head) work at 256; the
+two directions' 512-d output is mapped to that width by a linear layer (the paper gives the widths,
+not how they meet). The 10-s windows of uniformly sampled frames are the trainer's
+``train: {rate: N / 10, sampling: pick}`` with ``window: N`` (`vapipe.training.uniform_sampling`).
 
 Departures from the paper, all because this pipeline trains on cached features:
 - DASP fine-tunes CLIP and AST with a small learning rate (sec. 4.1); here both backbones are
   frozen and only the temporal, fusion and head layers are trained on their cached embeddings.
-- The paper samples frames from 10-s windows; here the model sees the trainer's frame windows.
 
 Where the text is silent (the equations are lost in the paper's text), the choices are:
 - Eq. 2 soft labels: q_k = softmax_k(-||y - c_k||^2 / (2 sigma^2)), sigma = 0.45.
@@ -21,8 +26,12 @@ Where the text is silent (the equations are lost in the paper's text), the choic
   learned linear map to the text width, t_k the re-normalised prototype and tau = 0.07 (CLIP's
   initial temperature), fixed.
 - The KL is KL(q || p), averaged over valid frames.
-- "256 hidden" for the BiGRU is its output width: 128 units per direction, so the bidirectional
-  state lives in the same 256-d space as the projections and the fusion.
+- The window's stride and its number of sampled frames are lost (sec. 4.1): the configs use
+  16 frames per 10 s (rate 1.6) and windows 8 rows (5 s) apart.
+- Eq. 6's L_CCC (its formula is lost) is read as the challenge's: 1 - (CCC_v + CCC_a) / 2, the
+  mean over the two targets, and lambda weighs the KL against that mean.
+- Table 3's "standard" grid (its centres are lost) is read from sec. 5.2, where the +-0.66 grid
+  "localizes" the regions away from the extremes: centres {-1, 0, 1} (``grid``), sigma 0.60.
 - Eq. 3 is written with one softmax(QK^T / sqrt(d)) V, so one head by default (``heads``).
 - Ablations (Table 2): ``fusion: cross_attention`` is the attended audio added to the visual
   context (a residual connection; the paper gives no combination rule), ``fusion: gated`` applies
@@ -50,7 +59,10 @@ from torch import nn
 from vapipe.models import register_model
 from vapipe.models.padding import real_steps, run_gru, zero_padding
 from vapipe.models.tcn import TemporalConvNet
-from vapipe.va_regions import REGIONS, region_centres
+from vapipe.va_regions import GRID_VALUES, REGIONS
+
+CCC_TARGETS = 2
+"""The trainer's CCC loss (`vapipe.training.losses.ccc_loss`) sums 1 - CCC over these two targets."""
 
 # --- pure helpers --------------------------------------------------------------------------------
 
@@ -83,6 +95,15 @@ def gaussian_soft_labels(va: torch.Tensor, centres: torch.Tensor, sigma: float =
     return torch.softmax(-squared / (2.0 * sigma**2), dim=-1)
 
 
+def grid_centres(grid) -> torch.Tensor:
+    """[9, 2] region centres of a 3 x 3 grid with `grid` (3 values) on each axis, in the prototype
+    row order of `vapipe.va_regions.REGIONS` (valence outer, arousal inner)."""
+    values = [float(v) for v in grid]
+    if len(values) != 3 or sorted(values) != values or len(set(values)) != 3:
+        raise ValueError(f"grid must be three increasing values (low, middle, high), got {list(grid)}")
+    return torch.tensor([(v, a) for v in values for a in values], dtype=torch.float32)
+
+
 def region_kl(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """KL(q || p) = sum_k q_k (log q_k - log p_k) per row ([..., K] -> [...]); 0 log 0 = 0."""
     return (torch.xlogy(targets, targets) - targets * log_probs).sum(dim=-1)
@@ -113,26 +134,26 @@ def load_prototypes(prototypes) -> np.ndarray:
 
 
 class BiGRUEncoder(nn.Module):
-    """Eq. 1: linear projection to the common width, then a bidirectional GRU of that output width."""
+    """Eq. 1: linear projection to the common width, a bidirectional GRU of `hidden` units per
+    direction, and a linear map of its 2 * hidden outputs to the fusion width `hidden`."""
 
     def __init__(self, in_dim: int, hidden: int, layers: int, dropout: float):
         super().__init__()
-        if hidden % 2:
-            raise ValueError(f"hidden must be even (two GRU directions), got {hidden}")
         self.project = nn.Sequential(nn.Linear(in_dim, hidden), nn.Dropout(dropout))
         self.gru = nn.GRU(
             hidden,
-            hidden // 2,
+            hidden,
             num_layers=layers,
             batch_first=True,
             bidirectional=True,
             dropout=dropout if layers > 1 else 0.0,
         )
+        self.to_fusion = nn.Linear(2 * hidden, hidden)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """[B, T, D] -> [B, T, hidden]; with a [B, T] mask of real steps, each element's sequence ends
-        at its last real step (both directions), and its padded outputs are zero."""
-        return run_gru(self.gru, self.project(x), padding_mask)
+        at its last real step (both directions); padded steps carry no information forward."""
+        return self.to_fusion(run_gru(self.gru, self.project(x), padding_mask))
 
 
 TEMPORAL_ENCODERS = {
@@ -246,6 +267,7 @@ class DASP(nn.Module):
         dropout: float = 0.1,
         prototypes=None,
         sigma: float = 0.45,
+        grid=GRID_VALUES,
         kl_weight: float = 0.2,
         temperature: float = 0.07,
     ):
@@ -272,7 +294,7 @@ class DASP(nn.Module):
         self.soft_prompt = (
             None if prototypes is None else DistanceAwareSoftPrompt(hidden, load_prototypes(prototypes), temperature)
         )
-        self.register_buffer("centres", torch.from_numpy(region_centres()), persistent=False)
+        self.register_buffer("centres", grid_centres(grid), persistent=False)
         self.sigma = float(sigma)
         self.kl_weight = float(kl_weight)
 
@@ -298,12 +320,15 @@ class DASP(nn.Module):
         return va, {"region_log_probs": self.soft_prompt(fused)}
 
     def auxiliary_loss(self, aux: dict[str, torch.Tensor], labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Eq. 6's lambda * KL(q || p), q the Eq. 2 soft labels of `labels` [B, T, 2], over `mask` [B, T] frames.
+        """Eq. 6's lambda * KL(q || p) on the trainer's scale: q the Eq. 2 soft labels of `labels`
+        [B, T, 2], KL averaged over the `mask` [B, T] frames.
 
-        Zero when the soft-prompt branch is off or no frame is valid.
+        Eq. 6 is L_CCC + lambda KL with L_CCC the mean over valence and arousal of 1 - CCC; the trainer
+        minimises their sum, 2 L_CCC, so this term is 2 lambda KL and the total is 2 (L_CCC + lambda KL):
+        the paper's loss, doubled. Zero when the soft-prompt branch is off or no frame is valid.
         """
         keep = mask.bool()
         if self.soft_prompt is None or "region_log_probs" not in aux or not keep.any():
             return labels.new_zeros(())
         targets = gaussian_soft_labels(labels[keep].float(), self.centres, self.sigma)
-        return self.kl_weight * region_kl(aux["region_log_probs"][keep], targets).mean()
+        return CCC_TARGETS * self.kl_weight * region_kl(aux["region_log_probs"][keep], targets).mean()

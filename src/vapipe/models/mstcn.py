@@ -47,13 +47,17 @@ class CrossModalAttention(nn.Module):
 
 @register_model("mstcn_cma")
 class MSTCNCMA(nn.Module):
-    """MSTCN-CMA (paper 003, Sec. 3): a multi-scale TCN per stream (IResNet-50 visual; VGGish and log-mel
+    """MSTCN-CMA (paper 003, Sec. 3): a multi-scale TCN per stream (IResNet-50 visual; VGGish and LogMel
     audio in the paper, any number >= 1 here), one cross-modal attention per audio stream with the visual
     stream as query, F_concat = [F_v; F_v.a1; F_v.a2; ...] (Eq. 11), then LayerNorm - Linear - GELU -
-    Dropout - Linear (Eq. 12-15) and tanh to [-1, 1].
+    Dropout - Linear (Eq. 12-15); Eq. 15's linear output is the prediction, not squashed (the
+    submission and `vapipe predict` clip to [-1, 1]; the CCC scores see it as predicted).
 
-    The paper fine-tunes IResNet-50 on FER+ and trains end to end (Sec. 3.7); here the backbones are
-    frozen and their cached features are the inputs. TCN widths are not given in the paper: ours.
+    The paper's LogMel stream is F_lm = VGG(LogMel(A)) (Eq. 3-4), a pre-trained VGG's features of the
+    spectrogram: a Stage 1 backbone here (config ``voice_logmel_vgg``, kind ``spectrogram_cnn``), like
+    VGGish. The paper fine-tunes IResNet-50 on FER+ and trains end to end (Sec. 3.7); here the
+    backbones are frozen and their cached features are the inputs. TCN widths are not given in the
+    paper: ours.
     """
 
     def __init__(
@@ -81,7 +85,6 @@ class MSTCNCMA(nn.Module):
             nn.GELU(),
             nn.Dropout(dropout),
             nn.Linear(head_hidden, 2),
-            nn.Tanh(),
         )
 
     def fuse(self, inputs: dict[str, torch.Tensor], padding_mask: torch.Tensor | None = None) -> torch.Tensor:
