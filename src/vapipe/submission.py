@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vapipe import TARGETS
 from vapipe.data.affwild2 import SUBMISSION_HEADER, read_example_submission
 from vapipe.errors import InputError
 from vapipe.fusion.folds import average_folds, targetwise_fold_selection
@@ -34,16 +35,26 @@ def submitted_test_predictions(
 ) -> pd.DataFrame:
     """Test rows (trial, frame, valence, arousal) of a system's folds: averaged over the folds, or,
     target-wise (SAGE), each target from the fold with the best held-out CCC in ``metrics``."""
+    return select_test_predictions(frames_by_fold, metrics, fold_selection)[0]
+
+
+def select_test_predictions(
+    frames_by_fold: dict[str, pd.DataFrame], metrics: pd.DataFrame, fold_selection: str = "average"
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """`submitted_test_predictions` and, per target, the folds its column comes from (all folds when
+    averaged; the fold with the best held-out CCC of that target when target-wise)."""
     if fold_selection == "average":
         table = average_folds(frames_by_fold, subset="test")
+        sources = {target: list(frames_by_fold) for target in TARGETS}
     elif fold_selection == "targetwise":
-        scores = metrics.set_index("fold")[["valence", "arousal"]].to_dict("index")
-        table, _ = targetwise_fold_selection(scores, frames_by_fold, subset="test")
+        scores = metrics.set_index("fold")[list(TARGETS)].to_dict("index")
+        table, chosen = targetwise_fold_selection(scores, frames_by_fold, subset="test")
+        sources = {target: [chosen[target]] for target in TARGETS}
     else:
         raise ValueError(f"fold_selection '{fold_selection}' is not one of {', '.join(FOLD_SELECTIONS)}")
     if table.empty:
         raise SubmissionError("the submitted system has no test predictions")
-    return table[["trial", "frame", "valence", "arousal"]]
+    return table[["trial", "frame", "valence", "arousal"]], sources
 
 
 def build_submission(example_path: str | Path, predictions: pd.DataFrame) -> pd.DataFrame:
