@@ -67,8 +67,17 @@ def test_dirichlet_pool_lies_on_the_simplex_and_follows_the_seed():
     np.testing.assert_allclose(pool.sum(axis=1), 1.0)
     np.testing.assert_array_equal(pool, dirichlet_pool(3, 2000, seed=4))
     assert not np.array_equal(pool, dirichlet_pool(3, 2000, seed=5))
-    # Dirichlet(1, 1, 1) is uniform on the simplex: each weight has mean 1/3.
+    # Dirichlet(1, 1, 1) is uniform on the simplex: each weight is Beta(1, 2), mean 1/3, variance
+    # 1/18, P(w > 1/2) = 1/4 (Dirichlet(2, 2, 2) would give variance 1/31.5, Dirichlet(1/2, ...) 1/11.25).
     np.testing.assert_allclose(pool.mean(axis=0), 1 / 3, atol=0.02)
+    np.testing.assert_allclose(pool.var(axis=0), 1 / 18, atol=0.006)
+    np.testing.assert_allclose((pool > 0.5).mean(axis=0), 0.25, atol=0.03)
+    with pytest.raises(ValueError, match="need n_models >= 1 and size >= 1, got 0, 5"):
+        dirichlet_pool(0, 5, seed=0)
+    with pytest.raises(ValueError, match="need n_models >= 1 and size >= 1, got 2, 0"):
+        dirichlet_pool(2, 0, seed=0)
+    np.testing.assert_array_equal(dirichlet_pool(1, 4, seed=0), np.ones((4, 1)))  # one model: weight 1
+    assert dirichlet_pool(2, 1, seed=0).shape == (1, 2)
 
 
 def test_pool_ccc_from_moments_equals_the_ccc_of_each_fused_prediction():
@@ -77,6 +86,10 @@ def test_pool_ccc_from_moments_equals_the_ccc_of_each_fused_prediction():
     pool = dirichlet_pool(3, 20, seed=0)
     expected = [ccc(x @ w, y) for w in pool]
     np.testing.assert_allclose(pool_ccc(pool, moments(x, y)), expected, rtol=1e-10, atol=1e-12)
+    # Constant predictions equal to constant labels: zero denominator, CCC 0 as in `ccc`.
+    flat = np.full((6, 3), 0.5)
+    np.testing.assert_array_equal(pool_ccc(pool, moments(flat, np.full(6, 0.5))), np.zeros(20))
+    assert ccc(flat[:, 0], np.full(6, 0.5)) == 0.0
 
 
 def test_dwf_favours_the_model_that_tracks_the_labels_for_both_targets():
@@ -106,14 +119,49 @@ def test_dwf_same_seed_same_weights_and_valence_arousal_drawn_separately():
 
 
 def test_dwf_grouped_cv_scores_frames_with_weights_chosen_elsewhere():
-    preds, labels = truth_and_noise()
-    groups = np.repeat(np.arange(10), 300)
-    dwf = DirichletWeightedFusion(pool_size=1000, seed=0).fit(preds, labels, groups=groups)
-    assert dwf.cv_scores_["n_frames"] == 2700
-    # Two weights chosen on 2430 frames: the held-out score is close to the fitted one, not above it.
-    assert dwf.fit_scores_["mean"] - 0.02 < dwf.cv_scores_["mean"] <= dwf.fit_scores_["mean"] + 1e-9
-    summary = dwf.summary(models=["face", "audio"])
-    assert set(summary["weights"]["valence"]) == {"face", "audio"}
+    """Each split's held-out frames are fused with the weights that split's training frames alone
+    choose from the same pool; the weights chosen on all frames never score them."""
+    preds, labels, groups = trials_with_a_trial_specific_model(n_trials=6)
+    dwf = DirichletWeightedFusion(pool_size=2000, seed=0, cv_splits=3).fit(preds, labels, groups=groups)
+    keep = labels[:, 0] != -5
+    assert dwf.cv_scores_["n_frames"] == keep.sum()
+    assert dwf.cv_scores_ == pytest.approx(va_scores(dwf.cv_predictions_, labels))
+    differs = []
+    for train, test in grouped_splits(groups, keep, 3, "DWF"):
+        alone = DirichletWeightedFusion(pool_size=2000, seed=0).fit(preds[train], labels[train])
+        for target in TARGETS:
+            np.testing.assert_array_equal(alone.pools_[target], dwf.pools_[target])  # one pool for every split
+        expected = np.stack([preds[test, :, i] @ alone.weights_[t] for i, t in enumerate(TARGETS)], axis=1)
+        np.testing.assert_allclose(dwf.cv_predictions_[test], expected, rtol=1e-12, atol=1e-12)
+        differs.append(any(not np.array_equal(alone.weights_[t], dwf.weights_[t]) for t in TARGETS))
+    # The data make the split matter (model 1 tracks the labels in trial t0 only), so full-data
+    # weights in place of each split's own would change the cross-fitted predictions.
+    assert any(differs)
+    assert not np.allclose(dwf.cv_predictions_, dwf.predict(preds))
+    summary = dwf.summary(models=["face", "audio", "text"])
+    assert summary["weights"]["valence"] == pytest.approx(dict(zip(["face", "audio", "text"], dwf.weights_["valence"])))
+    assert list(dwf.summary()["weights"]["arousal"]) == ["model0", "model1", "model2"]
+
+
+def test_dwf_keeps_per_target_the_pool_draw_with_the_best_ccc_on_the_annotated_frames():
+    preds, labels, _ = trials_with_a_trial_specific_model()
+    dwf = DirichletWeightedFusion(pool_size=2000, seed=3).fit(preds, labels)
+    # The pools: one Generator(seed) draws valence's 2000 Dirichlet(1, 1, 1) vectors, then arousal's.
+    rng = np.random.default_rng(3)
+    for target in TARGETS:
+        np.testing.assert_array_equal(dwf.pools_[target], rng.dirichlet(np.ones(3), size=2000))
+    keep = labels[:, 0] != -5
+    for i, target in enumerate(TARGETS):
+        by_hand = np.array([ccc(preds[keep, :, i] @ w, labels[keep, i]) for w in dwf.pools_[target]])
+        best = int(np.argmax(by_hand))
+        np.testing.assert_array_equal(dwf.weights_[target], dwf.pools_[target][best])
+        assert dwf.fit_scores_[target] == pytest.approx(by_hand[best], rel=1e-10)
+        np.testing.assert_allclose(
+            dwf.pool_scores(preds, labels)[target], by_hand, rtol=1e-9, atol=1e-12
+        )  # -5 frames left out
+    assert dwf.fit_scores_["mean"] == pytest.approx((dwf.fit_scores_["valence"] + dwf.fit_scores_["arousal"]) / 2)
+    fused = dwf.predict(preds)
+    np.testing.assert_allclose(fused[:, 1], preds[:, :, 1] @ dwf.weights_["arousal"], rtol=1e-12)
 
 
 def test_dwf_refuses_a_pool_below_the_minimum_and_mismatched_shapes():
@@ -126,6 +174,13 @@ def test_dwf_refuses_a_pool_below_the_minimum_and_mismatched_shapes():
     dwf = DirichletWeightedFusion(pool_size=1000).fit(preds, labels)
     with pytest.raises(ValueError, match="fitted on 2 models, got 3"):
         dwf.predict(three)
+    # Two annotated frames are enough to choose weights by CCC; one is not.
+    few = np.full_like(labels, -5.0)
+    few[[1, 2]] = labels[[1, 2]]
+    assert DirichletWeightedFusion(pool_size=1000).fit(preds, few).fit_scores_["n_frames"] == 2
+    few[2] = -5.0
+    with pytest.raises(ValueError, match="DWF needs at least two annotated frames, got 1"):
+        DirichletWeightedFusion(pool_size=1000).fit(preds, few)
 
 
 # --- random-forest stacking ------------------------------------------------------------------
@@ -205,6 +260,7 @@ def test_forest_chooses_its_settings_inside_each_split_without_the_held_out_tria
     assert forest.cv_params_ == chosen
     summary = json.loads(json.dumps(forest.summary()))
     assert summary["cv_params"] == chosen and summary["params"] == forest.params_
+    assert summary["selection"] == json.loads(json.dumps(forest.selection_.to_dict("records")))
     assert everything.cv_params_ is None and everything.summary()["cv_params"] is None
 
 
@@ -228,6 +284,9 @@ def test_align_names_the_model_and_trial_that_miss_frames():
     b = a.iloc[[0, 2]]
     with pytest.raises(InputError, match=r"model 'b' lacks 1 frame\(s\) of trial 't1' that model 'a' predicts"):
         align_predictions({"a": a, "b": b})
+    # A frame that only a later table has is an error too, not dropped.
+    with pytest.raises(InputError, match=r"model 'a' lacks 1 frame\(s\) of trial 't1' that model 'b' predicts"):
+        align_predictions({"a": b, "b": a})
     with pytest.raises(InputError, match="frame 1 of trial 't1' appears more than once"):
         align_predictions({"a": a, "b": pd.concat([a, a.iloc[:1]])})
     with pytest.raises(InputError, match="model 'b': frame 1 of trial 't1' is in set 'heldout'"):
@@ -444,6 +503,10 @@ def test_the_built_in_methods_are_registered_by_name():
     # Defaults live in the constructors only; fusion_options reads them from there.
     assert fusion_options("dwf") == {"pool_size": 2000, "seed": 0, "cv_splits": 5}
     assert fusion_options("random_forest")["min_samples_leaf"] == 1
+    # The paper's n_estimators grid, searched for both criteria, from seed 0.
+    rf_defaults = fusion_options("random_forest")
+    assert rf_defaults["n_estimators_grid"] == (10, 20, 50, 100) and rf_defaults["seed"] == 0
+    assert rf_defaults["criteria"] == ("squared_error", "absolute_error")
     assert set(fusion_options("random_forest")) == {
         "seed",
         "n_estimators_grid",
@@ -492,7 +555,7 @@ def test_every_registered_method_keeps_the_late_fusion_contract(method, tmp_path
     assert fuser.predict(preds).shape == (len(preds), 2)
     assert fuser.predict(preds[:7]).shape == (7, 2)
     summary = json.loads(json.dumps(fuser.summary(["face", "audio", "text"])))
-    assert summary["method"] == method
+    assert summary["method"] == method and summary["fit_score_name"] == fuser.fit_score_name
     assert summary["fit_scores"] == pytest.approx(fuser.fit_scores_)
     assert summary["cv_scores"] == pytest.approx(fuser.cv_scores_)
     again = create_fusion(method, **options).fit(preds, labels, groups)

@@ -6,6 +6,10 @@ import numpy as np
 
 from vapipe import INVALID_LABEL, TARGETS
 
+# A CCC denominator below this means both series are constant: their variances are rounding
+# residue (~1e-33), and dividing by them would make, e.g., two constant 0.4 series score 1.
+CONSTANT_DENOMINATOR = 1e-12
+
 
 def ccc(prediction: np.ndarray, truth: np.ndarray) -> float:
     """CCC = 2 cov(x, y) / (var(x) + var(y) + (mean(x) - mean(y))^2), population moments."""
@@ -18,7 +22,7 @@ def ccc(prediction: np.ndarray, truth: np.ndarray) -> float:
     mx, my = x.mean(), y.mean()
     cov = np.mean((x - mx) * (y - my))
     denominator = x.var() + y.var() + (mx - my) ** 2
-    return float(2.0 * cov / denominator) if denominator > 0 else 0.0
+    return float(2.0 * cov / denominator) if denominator > CONSTANT_DENOMINATOR else 0.0
 
 
 def valid_label_mask(labels: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from vapipe import TARGETS
-from vapipe.evaluation.metrics import valid_label_mask
+from vapipe.evaluation.metrics import CONSTANT_DENOMINATOR, valid_label_mask
 from vapipe.fusion.base import (  # check_base_predictions, grouped_splits: re-exported here
     LateFusion,
     check_base_predictions,
@@ -64,7 +64,7 @@ def pool_ccc(pool: np.ndarray, stats: tuple) -> np.ndarray:
     var_f = np.einsum("pm,mk,pk->p", pool, cov_xx, pool)
     denominator = var_f + var_y + (pool @ mean_x - mean_y) ** 2
     numerator = 2.0 * (pool @ cov_xy)
-    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > CONSTANT_DENOMINATOR)
 
 
 @register_fusion("dwf")
