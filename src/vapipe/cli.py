@@ -136,6 +136,17 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rehearse(args: argparse.Namespace) -> int:
+    from vapipe.rehearsal import FAMILIES, STAGES, rehearse
+
+    if not 0 < args.fraction <= 1:
+        raise InputError(f"--fraction must be in (0, 1], got {args.fraction}")
+    records = rehearse(
+        args.out, args.fraction, args.seed, args.threads, args.steps or STAGES, args.families or tuple(FAMILIES)
+    )
+    return 1 if any("error" in record for record in records) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vapipe",
@@ -208,6 +219,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("configs", type=Path, nargs="+", help="the config files the workflow runs with")
     fetch.set_defaults(run=_fetch_weights)
+    rehearsal = commands.add_parser(
+        "rehearse",
+        help="measure the heavy steps on a synthetic release of Aff-Wild2's shape and size",
+        description="Build an Aff-Wild2-shaped release (594 trials, Aff-Wild2's lengths and frame rates, "
+        "tiny silent videos, the real folder and file names) and synthetic ResNet-50 + WavLM-base feature "
+        "stores, scaled by FRACTION, then run the manifest, the dry run of the Aff-Wild2 workflow, one "
+        "train_fold per model family (1 epoch, CPU), both late fusions and the submission, each in its own "
+        "subprocess. Prints one JSON object per step (step, seconds, peak_rss_gb, features_gb_fp16, ...). "
+        "Exit status 1 when a step failed.",
+    )
+    rehearsal.add_argument("--fraction", type=float, required=True, help="share of Aff-Wild2's frames (1: full)")
+    rehearsal.add_argument("--out", type=Path, required=True, help="folder for the release, stores and outputs")
+    rehearsal.add_argument("--seed", type=int, default=0, help="seed of the release and the stores (default 0)")
+    rehearsal.add_argument("--threads", type=int, default=2, help="threads of the fusion steps (default 2)")
+    rehearsal.add_argument(
+        "--steps",
+        nargs="+",
+        choices=["release", "manifest", "features", "dry_run", "train", "fusion", "submission"],
+        help="run only these steps, in the rehearsal's order (default: all; later steps need earlier ones' outputs)",
+    )
+    rehearsal.add_argument(
+        "--families",
+        nargs="+",
+        choices=["tcn_fusion", "sage", "iaca", "mstcn_cma", "dasp", "dresvyanskiy_face", "dresvyanskiy_audio", "kelm"],
+        help="model families whose train_fold runs (default: all eight)",
+    )
+    rehearsal.set_defaults(run=_rehearse)
     return parser
 
 

@@ -19,9 +19,11 @@ rule fuse_systems:
         "logs/fuse_systems/{fusion}.log",
     benchmark:
         "benchmarks/fuse_systems/{fusion}.tsv"
+    # the random forest grows its trees in this many threads (vapipe.fusion.forest)
+    threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=get_fusion_mem_mb,
+        runtime=30,
     params:
         labels=get_label_sources,
         spec=get_fusion,

@@ -19,11 +19,21 @@ labels). In the installed scikit-learn (1.9) "friedman_mse" is deprecated as ide
 "squared_error" per tree (20k-100k frames, 6 inputs). "poisson" needs non-negative targets, which
 valence and arousal are not.
 
-Cost and memory on Aff-Wild2 (~1M annotated frames): a fully grown tree there holds ~1M nodes
-(about 9 MB per tree at 100k frames), so 100 trees per target need several GB; ``max_samples``
-(fraction of frames per bootstrap sample) or ``min_samples_leaf`` bound both. The defaults are
-scikit-learn's, as the paper states no others. The grid is searched 1 + ``cv_splits`` times (all
-fitting frames, then each split's training frames); only one split's forests are held at a time.
+Cost and memory at Aff-Wild2's size (0.37 M validation frames x 3 systems; ~1 M frames for the K
+folds' out-of-fold predictions): the grid is searched 1 + ``cv_splits`` times per target (all
+fitting frames, then each split's training frames), and a fully grown tree there holds ~1 M nodes;
+on all frames that was estimated at 1.5-3 h on one core and ~8 GB (issue 15). Neighbouring frames of a trial are
+near-duplicates (labels at 25-30 fps change over seconds), so a fit uses every k-th annotated frame
+in trial and frame order, k the smallest stride that leaves at most ``MAX_FIT_FRAMES`` (12 000: one
+frame in 32, about one a second, of the official validation set); fitted forests then predict every
+frame. On Aff-Wild2's size (`vapipe rehearse --fraction 1`: 375 165 validation frames x 3
+systems, 959 211 test frames) the whole fusion step took 7.2 minutes on 2 threads of a shared
+2-core machine (4.1 CPU-minutes) and 1.5 GB.
+Data under the cap (the demo: 1 239 frames) is fitted whole, frame for frame as before.
+``max_samples`` (fraction of frames per bootstrap sample) and ``min_samples_leaf`` bound the
+trees further; the defaults are scikit-learn's, as the paper states no others. ``n_jobs`` grows a
+forest's trees in threads (the same trees for any value: each tree's seed is drawn up front); the
+workflow passes the rule's threads. Only one split's forests are held at a time.
 """
 
 from __future__ import annotations
@@ -40,11 +50,20 @@ from vapipe.fusion.base import LateFusion, _json_ready, check_base_predictions, 
 
 N_ESTIMATORS_GRID = (10, 20, 50, 100)
 CRITERIA = ("squared_error", "absolute_error")
+# Most frames a forest is fitted on; larger fitting sets are thinned to every k-th frame (see above).
+MAX_FIT_FRAMES = 12_000
 
 
 def oob_ccc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """CCC as scikit-learn's ``oob_score`` callable (it passes y as [N, 1], the prediction as [N])."""
     return ccc(np.ravel(y_pred), np.ravel(y_true))
+
+
+def thinning_stride(n_frames: int, max_frames: int) -> int:
+    """Smallest k such that every k-th of ``n_frames`` frames is at most ``max_frames`` frames."""
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+    return max(1, -(-n_frames // max_frames))
 
 
 def stack_features(preds: np.ndarray) -> np.ndarray:
@@ -70,12 +89,15 @@ class ForestFusion(LateFusion):
 
     With 10 trees about (1 - 1/e)^10 = 1% of frames are in every bootstrap sample; scikit-learn
     predicts 0 for them out-of-bag (and warns, silenced here), which slightly handicaps the
-    smallest forests. ``max_samples`` and ``min_samples_leaf`` go to every forest (see the module
-    docstring for their use on a million frames).
+    smallest forests. ``max_samples`` and ``min_samples_leaf`` go to every forest. A fit on more
+    than ``max_fit_frames`` annotated frames uses every ``fit_stride_``-th of them (in the trial and
+    frame order the fitting frames come in; see the module docstring), out-of-bag scores included.
     """
 
     display_name = "RF fusion"
     fit_score_name = "out_of_bag"
+    # A class attribute, not an option: the thinning is part of the method at scale, not a knob.
+    max_fit_frames: int = MAX_FIT_FRAMES
 
     def __init__(
         self,
@@ -121,8 +143,10 @@ class ForestFusion(LateFusion):
         return rows, kept
 
     def _fit_frames(self, preds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        X = stack_features(preds)
-        self.n_features_ = X.shape[1]
+        self.fit_stride_ = thinning_stride(len(preds), self.max_fit_frames)
+        X = stack_features(preds)[:: self.fit_stride_]
+        labels = labels[:: self.fit_stride_]
+        self.n_features_, self.n_fit_frames_ = X.shape[1], len(X)
         self.models_, self.params_, scores, selection = {}, {}, {}, []
         for i, target in enumerate(TARGETS):
             y = labels[:, i]
@@ -152,7 +176,13 @@ class ForestFusion(LateFusion):
         """JSON-ready record: seed, chosen hyper-parameters, every grid point's OOB CCC, scores, and
         per cross-fitting split the hyper-parameters chosen there (``cv_params``; None without groups)."""
         return super().summary(models) | _json_ready(
-            {"params": self.params_, "selection": self.selection_.to_dict("records"), "cv_params": self.cv_params_}
+            {
+                "params": self.params_,
+                "selection": self.selection_.to_dict("records"),
+                "cv_params": self.cv_params_,
+                "fit_stride": self.fit_stride_,
+                "n_fit_frames": self.n_fit_frames_,
+            }
         )
 
     def figure(self, preds, labels, models: list[str], path) -> None:

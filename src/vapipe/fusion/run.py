@@ -24,7 +24,7 @@ from vapipe import TARGETS
 from vapipe.data.affwild2 import base_video
 from vapipe.data.folds import OFFICIAL
 from vapipe.evaluation.scoring import score_predictions
-from vapipe.fusion.base import LateFusion, create_fusion
+from vapipe.fusion.base import LateFusion, create_fusion, fusion_options
 from vapipe.fusion.folds import align_predictions, average_folds, frame_labels, fused_table, out_of_fold_predictions
 from vapipe.post.predictions import smooth_frames
 
@@ -53,9 +53,13 @@ def cross_fitting_groups(keys: pd.DataFrame) -> np.ndarray:
     return keys["trial"].map(base_video).to_numpy()
 
 
-def make_fuser(spec: dict) -> LateFusion:
-    """The spec's registered method (`vapipe.fusion.base`), built with every other key as an option."""
-    return create_fusion(spec["method"], **{k: v for k, v in spec.items() if k not in SPEC_KEYS})
+def make_fuser(spec: dict, n_jobs: int | None = None) -> LateFusion:
+    """The spec's registered method (`vapipe.fusion.base`), built with every other key as an option;
+    ``n_jobs`` (the job's threads) goes to a method that takes it and whose spec does not set it."""
+    options = {k: v for k, v in spec.items() if k not in SPEC_KEYS}
+    if n_jobs is not None and "n_jobs" in fusion_options(spec["method"]):
+        options.setdefault("n_jobs", n_jobs)
+    return create_fusion(spec["method"], **options)
 
 
 def fuse_systems(
@@ -63,18 +67,19 @@ def fuse_systems(
     upsampled: Mapping[str, Mapping[str, pd.DataFrame]],
     manifest: pd.DataFrame,
     smoothing_seconds: float,
+    n_jobs: int | None = None,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame, tuple]:
     """(frames, summary, metrics, (fitted fuser, fitting preds [N, M, 2], labels [N, 2])) of a spec.
 
     ``upsampled[system][fold]`` is a base system's unsmoothed per-frame table (trial, frame,
     valence, arousal, set). ``frames`` holds the cross-fitted held-out rows and the test rows,
     smoothed; ``metrics`` has rows <fuser.fit_score_name> (fit, out_of_bag), grouped_cv and
-    grouped_cv_smoothed.
+    grouped_cv_smoothed. ``n_jobs``: threads for a method that takes them (`make_fuser`).
     """
     systems = list(spec["systems"])
     keys, preds = align_predictions({s: fitting_frames(upsampled[s]) for s in systems}, what="system")
     labels = frame_labels(keys, manifest)
-    fuser = make_fuser(spec).fit(preds, labels, groups=cross_fitting_groups(keys))
+    fuser = make_fuser(spec, n_jobs).fit(preds, labels, groups=cross_fitting_groups(keys))
     heldout = fused_table(keys, fuser.cv_predictions_).assign(set="heldout")
 
     parts = [heldout]
