@@ -58,8 +58,10 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/training.smk"
+include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/fusion.smk"
 include: "workflow/rules/rows.smk"
+include: "workflow/rules/comparisons.smk"
 include: "workflow/rules/submission.smk"
 include: "workflow/rules/separation.smk"
 
@@ -76,7 +78,9 @@ rule all:
         all_mask_outputs(),
         # the report's figures (snakemake --report results/report.html) and the papers' tables
         expand("results/figures/{system}/traces.png", system=config["report"]["systems"]),
+        expand("results/figures/{system}/learning_curves.png", system=config["report"]["systems"]),
         [f"results/sweeps/{run}/missing_audio.png" for run in config["report"]["missing_audio"]],
+        expand("results/sweeps/missing_audio_{fold}.png", fold=sweep_folds()),
         expand("results/fusion/{fusion}/fusion.png", fusion=FUSIONS),
         expand("results/tables/{paper}.md", paper=PAPERS),
         "results/metrics/metrics.html",

@@ -81,13 +81,14 @@ def _check_references(spec: PipelineSpec) -> None:
 
         check_keys("dataset.demo", dataset.demo, {f.name for f in fields(DemoSpec)})
     folds = spec.fold_names()
+    listable = spec.folds.all_names()
     for name, system in spec.systems.items():
         for feature in system.features:
             if feature not in spec.backbones:
                 raise ConfigError(f"systems.{name}.features names unknown backbone '{feature}'")
         for fold in system.folds or []:
-            if fold not in folds:
-                raise ConfigError(f"systems.{name}.folds names '{fold}', but the folds are {', '.join(folds)}")
+            if fold not in listable:
+                raise ConfigError(f"systems.{name}.folds names '{fold}', but the folds are {', '.join(listable)}")
     for table, table_spec in spec.tables.items():
         for system in table_spec.systems:
             if system not in spec.systems:

@@ -203,10 +203,18 @@ class FoldsSpec:
     k: int = 5  # K folds over train + validation, grouped by raw video
     seed: int = 0
     official: bool = True  # Train_Set -> Validation_Set
+    # K folds within Train_Set, grouped by raw video, each scored on Validation_Set (SAGE's protocol);
+    # only systems that list them train them. 0: none.
+    train_k: int = 0
 
     def names(self) -> list[str]:
-        """'official' (if enabled) and k0 .. k{K-1}."""
+        """Every system's default folds: 'official' (if enabled) and k0 .. k{K-1}."""
         return (["official"] if self.official else []) + [f"k{i}" for i in range(self.k)]
+
+    def all_names(self) -> list[str]:
+        """Every fold a system may list: the defaults, then train_k0 .. train_k{train_k-1}
+        (the names of `vapipe.data.folds`)."""
+        return self.names() + [f"train_k{i}" for i in range(self.train_k)]
 
 
 @dataclass(frozen=True)
@@ -231,8 +239,11 @@ class TrainSpec:
     early_stopping_patience: int = 0  # epochs without a better validation CCC before stopping; 0: off
     validation_fraction: float = 0.2  # of the training videos, held out to early-stop / select on
     rate: float | None = None  # rows per second the model sees (e.g. 5); None: the video's
+    sampling: str = "mean"  # at a rate: each row a bin's mean, or one frame picked per bin (DASP)
     normalization: str = "zscore"  # zscore, minmax or trial_minmax (vapipe.training.data)
-    train_on: str = "all"  # all labelled frames, or "speech" frames only (voice activity or mouth open)
+    train_on: str = "all"  # all labelled frames, or "speech" frames only (see speech_rule)
+    speech_rule: str = "mouth"  # speech frames: mouth open (Dresvyanskiy et al.), or vad_or_mouth
+    augment_copies: int = 0  # cached augmented copies of the audio features, one per window (0: none)
     mixed_precision: bool = True  # autocast (bf16, else fp16 with loss scaling) on CUDA
     seed: int = 0
     device: str = "auto"
@@ -240,11 +251,16 @@ class TrainSpec:
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule '{self.schedule}'; known: {', '.join(SCHEDULES)}")
+        if self.sampling not in ("mean", "pick"):
+            raise ValueError(f"sampling must be 'mean' or 'pick', got '{self.sampling}'")
         if self.train_on not in ("all", "speech"):
             raise ValueError(f"train_on must be 'all' or 'speech', got '{self.train_on}'")
+        if self.speech_rule not in SPEECH_RULES:
+            raise ValueError(f"speech_rule must be one of {', '.join(SPEECH_RULES)}, got '{self.speech_rule}'")
 
 
 SCHEDULES = ("cosine", "cyclic", "constant")
+SPEECH_RULES = ("mouth", "vad_or_mouth")  # vapipe.features.mask_store.SPEECH_RULES
 
 
 @dataclass(frozen=True)
@@ -262,6 +278,9 @@ class SystemSpec:
     paper_features: tuple[str, ...] | None = None  # set by config/rows.yaml: the paper's backbones
     # Its own post-processing, where its paper's protocol differs from the config's (None: that).
     postprocess: PostprocessSpec | None = None
+    # Several training seeds: one system per seed, `<name>_seed<s>` (see expand_seeds); `<name>` is then
+    # their seed-average. None: one model, seeded by train.seed.
+    seeds: tuple[int, ...] | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping, path: str = "system") -> SystemSpec:
@@ -269,8 +288,44 @@ class SystemSpec:
 
     def to_dict(self) -> dict:
         """As in the config: optional lists that are not set are left out."""
-        optional = ("folds", "paper_features", "postprocess")
+        optional = ("folds", "paper_features", "postprocess", "seeds")
         return {k: v for k, v in to_dict(self).items() if v is not None or k not in optional}
+
+
+def seed_member(system: str, seed: int) -> str:
+    """Name of the system that trains `system` with one of its seeds."""
+    return f"{system}_seed{seed}"
+
+
+def seed_ensembles(systems: Mapping) -> list[str]:
+    """Systems whose predictions are the average over several seeds' models (config dicts or specs)."""
+
+    def seeds_of(spec):
+        return spec.get("seeds") if isinstance(spec, Mapping) else spec.seeds
+
+    return [name for name, spec in systems.items() if seeds_of(spec) and len(seeds_of(spec)) > 1]
+
+
+def expand_seeds(systems: dict[str, SystemSpec]) -> dict[str, SystemSpec]:
+    """Every system with several `seeds` gains one member system per seed (`seed_member`), identical
+    but for train.seed; the system itself stays, as their seed-average. One seed just sets train.seed.
+    Idempotent: a member already present (the plain form of an expanded spec) must equal its expansion."""
+    expanded = {}
+    for name, spec in systems.items():
+        if spec.seeds is not None and len(set(spec.seeds)) != len(spec.seeds):
+            raise ConfigError(f"systems.{name}.seeds: a seed is listed twice: {list(spec.seeds)}")
+        if spec.seeds is not None and len(spec.seeds) == 1:
+            spec = dataclasses.replace(spec, seeds=None, train=dataclasses.replace(spec.train, seed=spec.seeds[0]))
+        expanded[name] = spec
+    for name in seed_ensembles(expanded):
+        spec = expanded[name]
+        for seed in spec.seeds:
+            member = dataclasses.replace(spec, seeds=None, train=dataclasses.replace(spec.train, seed=seed))
+            member_name = seed_member(name, seed)
+            if member_name in expanded and expanded[member_name] != member:
+                raise ConfigError(f"systems.{member_name}: the name is taken by seed {seed} of systems.{name}")
+            expanded[member_name] = member
+    return expanded
 
 
 @dataclass(frozen=True)
@@ -337,6 +392,25 @@ class SeparationSpec:
 
 
 @dataclass(frozen=True)
+class BootstrapSpec:
+    """Intervals of every reported CCC (vapipe.evaluation.bootstrap): base videos resampled with
+    replacement, the pooled CCC recomputed, the percentile interval at `level`. 0 resamples: none."""
+
+    resamples: int = 1000
+    seed: int = 0
+    level: float = 0.95
+
+    def __post_init__(self):
+        if self.resamples < 0 or not 0.0 < self.level < 1.0:
+            raise ValueError(f"bootstrap: resamples must be >= 0 and level in (0, 1), got {self}")
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    bootstrap: BootstrapSpec = BootstrapSpec()
+
+
+@dataclass(frozen=True)
 class PathsSpec:
     """Roots of the Stage 1 caches (e.g. a fast scratch disk); shard summaries stay under results/."""
 
@@ -363,6 +437,7 @@ class PipelineSpec:
     report: ReportSpec = ReportSpec()
     separation: SeparationSpec = SeparationSpec()
     paths: PathsSpec = PathsSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
     on_bad_trial: str = "fail"  # stop on a trial-local problem, or skip it and list it
     paper_rows: str | None = None  # config/rows.yaml (relative to the repository)
     stand_ins: dict[str, str] = field(default_factory=dict)  # paper backbone -> this config's
@@ -384,6 +459,7 @@ class PipelineSpec:
             if not isinstance(entries, Mapping):
                 raise ConfigError(f"{section}: expected a mapping of names to settings")
             built[section] = {name: make(name, value) for name, value in entries.items()}
+        built["systems"] = expand_seeds(built["systems"])
         fields = {f.name for f in dataclasses.fields(cls)}
         check_keys("config", {**plain, **built}, fields)
         hints = typing.get_type_hints(cls)

@@ -8,6 +8,8 @@ rule extract_audio:
         "results/audio/{video}.wav",
     log:
         "logs/extract_audio/{video}.log",
+    wildcard_constraints:
+        video=r"(?!.*\.vocals$)[^/]+",  # <video>.vocals.wav is the separation's output, not a track
     resources:
         mem_mb=1000,
         runtime=10,
@@ -69,6 +71,38 @@ rule embed_audio:
         feature_root=get_feature_root,
     script:
         "../scripts/embed_shard.py"
+
+
+# Augmented copies (Dresvyanskiy et al.: polarity, white noise, volume) of an audio backbone's
+# features on the labelled trials, for systems with train.augment_copies (vapipe.features.augment).
+rule embed_audio_augmented:
+    input:
+        manifest=get_manifest_file,
+        audio=get_shard_audio,
+    output:
+        "results/features/{backbone}/augmented{copies}/shards/{shard}.tsv",
+    log:
+        "logs/embed/{backbone}/augmented{copies}/{shard}.log",
+    benchmark:
+        "benchmarks/embed/{backbone}/augmented{copies}/{shard}.tsv"
+    wildcard_constraints:
+        backbone=wildcard_pattern(AUDIO_BACKBONES) if AUDIO_BACKBONES else "$^",
+        copies=r"\d+",
+    threads: EXTRACTION_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    params:
+        sources=get_shard_audio_sources,
+        spec=get_backbone_spec,
+        seed=get_augment_seed,
+        n_shards=N_SHARDS,
+        device=config["extraction"]["device"],
+        on_bad_trial=config["on_bad_trial"],
+        feature_root=get_feature_root,
+    script:
+        "../scripts/embed_augmented_shard.py"
 
 
 rule import_features:

@@ -3,7 +3,7 @@
 
 rule paper_row:
     input:
-        metrics=get_row_metrics,
+        unpack(get_row_inputs),
     output:
         "results/rows/{paper}/{row}.tsv",
     log:
@@ -11,13 +11,17 @@ rule paper_row:
     localrule: True
     params:
         row=paper_row,
+        folds=get_row_folds,
+        # halves of the validation videos for a target-wise row's nested score
+        seed=config["folds"]["seed"],
     script:
         "../scripts/paper_row.py"
 
 
 rule paper_table:
     input:
-        get_paper_rows,
+        rows=get_paper_rows,
+        comparisons=get_paper_comparisons,
     output:
         markdown="results/tables/{paper}.md",
         page=report("results/tables/{paper}.html", category="Paper tables", labels={"paper": "{paper}"}),
@@ -26,6 +30,8 @@ rule paper_table:
     localrule: True
     params:
         title=get_paper_title,
+        printed=get_paper_printed,
+        protocol=get_paper_protocol,
     script:
         "../scripts/paper_table.py"
 

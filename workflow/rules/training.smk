@@ -1,4 +1,10 @@
 # Stage 2: one job per (system, fold), then per-frame post-processing and scores.
+from vapipe.specs import seed_ensembles
+
+# A system with several seeds (vapipe.specs.expand_seeds) trains one member per seed; its own
+# predictions are their average. Every other system trains its own model.
+SEED_ENSEMBLES = seed_ensembles(config["systems"])
+TRAINED_SYSTEMS = [name for name in config["systems"] if name not in SEED_ENSEMBLES]
 
 
 rule train_fold:
@@ -7,6 +13,7 @@ rule train_fold:
         manifest=get_manifest_file,
         folds="results/folds.tsv",
         features=get_system_feature_shards,
+        augmented=get_system_augmented_shards,
     output:
         # a self-contained checkpoint folder (vapipe.training.system): config.json + weights
         config="results/models/{system}/{fold}/config.json",
@@ -17,9 +24,11 @@ rule train_fold:
         "logs/train_fold/{system}/{fold}.log",
     benchmark:
         "benchmarks/train_fold/{system}/{fold}.tsv"
+    wildcard_constraints:
+        system=wildcard_pattern(TRAINED_SYSTEMS),
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=get_train_fold_mem_mb,
         runtime=120,
     params:
         labels=get_label_sources,
@@ -29,6 +38,40 @@ rule train_fold:
         mask_root=get_mask_root,
     script:
         "../scripts/train_fold.py"
+
+
+rule average_seed_predictions:
+    input:
+        get_seed_member_predictions,
+    output:
+        "results/predictions/{system}/{fold}/raw.tsv",
+    log:
+        "logs/average_seed_predictions/{system}/{fold}.log",
+    wildcard_constraints:
+        system=wildcard_pattern(SEED_ENSEMBLES) if SEED_ENSEMBLES else "$^",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        members=get_seed_members,
+    script:
+        "../scripts/average_seed_predictions.py"
+
+
+rule seed_scores:
+    input:
+        get_seed_member_metrics,
+    output:
+        "results/metrics/{system}.seeds.tsv",
+    log:
+        "logs/seed_scores/{system}.log",
+    wildcard_constraints:
+        system=wildcard_pattern(SEED_ENSEMBLES) if SEED_ENSEMBLES else "$^",
+    localrule: True
+    params:
+        seeds=lambda wildcards: config["systems"][wildcards.system]["seeds"],
+    script:
+        "../scripts/seed_scores.py"
 
 
 rule postprocess_predictions:
@@ -64,41 +107,14 @@ rule score_system:
     params:
         labels=get_label_sources,
         folds=get_system_folds,
+        bootstrap=config["evaluation"]["bootstrap"],
     script:
         "../scripts/score_system.py"
 
 
-rule missing_audio_sweep:
-    input:
-        config="results/models/{system}/{fold}/config.json",
-        weights="results/models/{system}/{fold}/model.safetensors",
-        manifest=get_manifest_file,
-        folds="results/folds.tsv",
-        features=get_system_feature_shards,
-    output:
-        table="results/sweeps/{system}/{fold}/missing_audio.tsv",
-        plot=report(
-            "results/sweeps/{system}/{fold}/missing_audio.png",
-            category="Missing audio",
-            caption="../report/missing_audio.rst",
-            labels={"system": "{system}", "fold": "{fold}"},
-        ),
-    log:
-        "logs/missing_audio_sweep/{system}/{fold}.log",
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    params:
-        labels=get_label_sources,
-        feature_root=get_feature_root,
-        smoothing_seconds=get_system_smoothing,
-    script:
-        "../scripts/missing_audio_sweep.py"
-
-
 rule models_table:
     input:
-        get_table_metrics,
+        unpack(get_table_metrics),
     output:
         markdown="results/tables/{table}.md",
         page=report("results/tables/{table}.html", category="Tables", labels={"table": "{table}"}),
@@ -141,6 +157,24 @@ rule system_figures:
         trials=config["report"]["trace_trials"],
     script:
         "../scripts/system_figures.py"
+
+
+rule learning_curves:
+    input:
+        unpack(get_system_histories),
+    output:
+        figure=report(
+            "results/figures/{system}/learning_curves.png",
+            category="Learning curves",
+            caption="../report/learning_curves.rst",
+            labels={"system": "{system}"},
+        ),
+        table="results/figures/{system}/learning_curves.tsv",
+    log:
+        "logs/learning_curves/{system}.log",
+    localrule: True
+    script:
+        "../scripts/learning_curves.py"
 
 
 rule metrics_page:

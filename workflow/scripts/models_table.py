@@ -10,7 +10,12 @@ from vapipe.logs import workflow_step
 sm = snakemake  # noqa: F821
 with workflow_step(sm.log[0]):
     table = sm.params.table
-    metrics = {name: pd.read_csv(path, sep="\t") for name, path in zip(table["systems"], sm.input, strict=True)}
-    text = models_table(metrics, sm.config["systems"], table["note"], sm.config["postprocess"])
+    metrics = {name: pd.read_csv(sm.input[f"{name}.metrics"], sep="\t") for name in table["systems"]}
+    seeds = {
+        name: pd.read_csv(sm.input[f"{name}.seeds"], sep="\t")
+        for name in table["systems"]
+        if f"{name}.seeds" in sm.input.keys()
+    }
+    text = models_table(metrics, sm.config["systems"], table["note"], sm.config["postprocess"], seeds)
     Path(sm.output.markdown).write_text(text)
     Path(sm.output.page).write_text(markdown_page_html(text))

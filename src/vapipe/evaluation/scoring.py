@@ -6,13 +6,18 @@ import numpy as np
 import pandas as pd
 
 from vapipe.data.affwild2 import DatasetError, read_annotation
+from vapipe.data.folds import is_kfold
+from vapipe.evaluation.bootstrap import base_video_groups, paired_bootstrap, video_bootstrap
 from vapipe.evaluation.metrics import va_scores
 
+INTERVAL_COLUMNS = [f"{name}_{end}" for name in ("valence", "arousal", "mean") for end in ("low", "high")]
 
-def score_predictions(predictions: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, float]:
-    """Pooled CCC of per-frame predictions over all valid frames of the trials they cover."""
+
+def labelled_frames(predictions: pd.DataFrame, manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions, labels and trial of every frame, trial by trial in name order, frames in order;
+    a trial whose predictions do not cover exactly its annotated frames is an error naming the file."""
     info = manifest.set_index("trial")
-    pred_all, true_all = [], []
+    pred_all, true_all, trials = [], [], []
     for trial, group in predictions.groupby("trial", sort=True):
         path = info.loc[trial, "annotation_path"]
         if not path:
@@ -24,17 +29,59 @@ def score_predictions(predictions: pd.DataFrame, manifest: pd.DataFrame) -> dict
         ordered = group.sort_values("frame")
         pred_all.append(ordered[["valence", "arousal"]].to_numpy())
         true_all.append(labels)
-    return va_scores(np.concatenate(pred_all), np.concatenate(true_all))
+        trials.append(np.full(len(labels), trial, dtype=object))
+    return np.concatenate(pred_all), np.concatenate(true_all), np.concatenate(trials)
 
 
-def score_folds(frames_by_fold: dict[str, pd.DataFrame], manifest: pd.DataFrame) -> pd.DataFrame:
+def score_predictions(predictions: pd.DataFrame, manifest: pd.DataFrame, bootstrap=None) -> dict[str, float]:
+    """Pooled CCC of per-frame predictions over all valid frames of the trials they cover; with a
+    `vapipe.specs.BootstrapSpec`, also each score's interval over resampled base videos."""
+    predictions, labels, trials = labelled_frames(predictions, manifest)
+    scores = va_scores(predictions, labels)
+    if bootstrap is not None and bootstrap.resamples > 0:
+        intervals = video_bootstrap(
+            predictions,
+            labels,
+            base_video_groups(trials),
+            resamples=bootstrap.resamples,
+            seed=bootstrap.seed,
+            level=bootstrap.level,
+        )
+        for name, interval in intervals.items():
+            scores[f"{name}_low"], scores[f"{name}_high"] = interval.low, interval.high
+    return scores
+
+
+def compare_predictions(a: pd.DataFrame, b: pd.DataFrame, manifest: pd.DataFrame, bootstrap) -> dict:
+    """Paired bootstrap of CCC(a) - CCC(b) over the same base videos; both must cover the same trials."""
+    trials_a, trials_b = sorted(a["trial"].unique()), sorted(b["trial"].unique())
+    if trials_a != trials_b:
+        only = sorted(set(trials_a) ^ set(trials_b))[:3]
+        raise ValueError(f"compared predictions cover different trials (e.g. {', '.join(only)})")
+    pred_a, labels, trials = labelled_frames(a, manifest)
+    pred_b, _, _ = labelled_frames(b, manifest)
+    return paired_bootstrap(
+        pred_a,
+        pred_b,
+        labels,
+        base_video_groups(trials),
+        resamples=bootstrap.resamples,
+        seed=bootstrap.seed,
+        level=bootstrap.level,
+    )
+
+
+def score_folds(frames_by_fold: dict[str, pd.DataFrame], manifest: pd.DataFrame, bootstrap=None) -> pd.DataFrame:
     """One row per fold (held-out CCC) plus 'kfold_pooled': all K folds' out-of-fold frames at once."""
     rows, out_of_fold = [], []
     for fold, frames in frames_by_fold.items():
         heldout = frames[frames["set"] == "heldout"]
-        rows.append({"fold": fold, **score_predictions(heldout, manifest)})
-        if fold != "official":
+        rows.append({"fold": fold, **score_predictions(heldout, manifest, bootstrap)})
+        if is_kfold(fold):  # not official, nor a within-train fold (those all hold out Validation_Set)
             out_of_fold.append(heldout)
     if out_of_fold:
-        rows.append({"fold": "kfold_pooled", **score_predictions(pd.concat(out_of_fold), manifest)})
-    return pd.DataFrame(rows, columns=["fold", "valence", "arousal", "mean", "n_frames"])
+        rows.append({"fold": "kfold_pooled", **score_predictions(pd.concat(out_of_fold), manifest, bootstrap)})
+    columns = ["fold", "valence", "arousal", "mean", "n_frames"]
+    if bootstrap is not None and bootstrap.resamples > 0:
+        columns += INTERVAL_COLUMNS
+    return pd.DataFrame(rows, columns=columns)

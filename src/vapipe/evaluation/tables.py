@@ -26,17 +26,37 @@ def smoothing_text(postprocess: dict) -> str:
     return f"Hamming {seconds:g} s" if seconds > 0 else "none"
 
 
+def ccc_cell(row: pd.Series, name: str, seeds: pd.Series | None = None) -> str:
+    """A score in a table cell: the CCC, ``± sd`` over seeds when there are several, and its 95%
+    bootstrap interval over videos when the metrics have one."""
+    text = f"{row[name]:.3f}"
+    if seeds is not None:
+        text += f" ± {seeds[f'{name}_sd']:.3f}"
+    if f"{name}_low" in row.index and pd.notna(row[f"{name}_low"]):
+        text += f" [{row[f'{name}_low']:.2f}, {row[f'{name}_high']:.2f}]"
+    return text
+
+
 def models_table(
-    metrics: dict[str, pd.DataFrame], systems: dict[str, dict], note: str, postprocess: dict | None = None
+    metrics: dict[str, pd.DataFrame],
+    systems: dict[str, dict],
+    note: str,
+    postprocess: dict | None = None,
+    seeds: dict[str, pd.DataFrame] | None = None,
 ) -> str:
     """One row per system: model, features, the fold scored, its smoothing, CCC valence / arousal /
-    mean. `postprocess` is the config's, for systems without their own."""
+    mean. `postprocess` is the config's, for systems without their own; `seeds` the seed tables
+    (`vapipe.evaluation.seeds.seed_summary`) of the systems trained with several seeds."""
     postprocess = postprocess or {"smoothing_seconds": 0.5}
+    seeds = seeds or {}
     lines = [
         note,
         "",
-        "| system | model | features | scored on | smoothing | valence | arousal | mean |",
-        "|---|---|---|---|---|---|---|---|",
+        "CCC of the pooled held-out frames; ± the standard deviation over training seeds (systems with several:"
+        " their score is the seed-average's); [ ] the 95% interval over resampled base videos.",
+        "",
+        "| system | model | features | scored on | smoothing | seeds | valence | arousal | mean |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, table in metrics.items():
         row = headline_row(table)
@@ -46,10 +66,12 @@ def models_table(
             f"{k} {str(params[k]).lower()}" for k in ("fusion", "gating", "variant", "temporal") if k in params
         )
         model = system["model"] + (f" ({variant})" if variant else "")
+        spread = seeds[name].set_index("fold").loc[row.name] if name in seeds else None
+        seed_text = ", ".join(map(str, system["seeds"])) if name in seeds else str(system["train"].get("seed", 0))
         lines.append(
             f"| {name} | {model} | {', '.join(system['features'])} | {row.name} ({int(row['n_frames'])} frames) "
-            f"| {smoothing_text(system.get('postprocess') or postprocess)} "
-            f"| {row['valence']:.3f} | {row['arousal']:.3f} | {row['mean']:.3f} |"
+            f"| {smoothing_text(system.get('postprocess') or postprocess)} | {seed_text} "
+            f"| {' | '.join(ccc_cell(row, target, spread) for target in ('valence', 'arousal', 'mean'))} |"
         )
     return "\n".join(lines) + "\n"
 

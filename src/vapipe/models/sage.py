@@ -106,6 +106,7 @@ class SAGE(nn.Module):
         layers: int = 1,
         dropout: float = 0.1,
         scale_by_length: bool = True,
+        reliability_fusion: bool = True,
     ):
         super().__init__()
         visual, audio = split_modalities(input_dims, visual, audio)
@@ -114,7 +115,8 @@ class SAGE(nn.Module):
             {m: TemporalConvNet(input_dims[m], hidden, levels, kernel_size, dropout) for m in self.modalities}
         )
         width = hidden * len(self.modalities)
-        self.fusion = ReliabilityGuidedFusion(width, scale_by_length)
+        # False: plain concatenation, the ablation SAGE's reliability-guided fusion is compared with
+        self.fusion = ReliabilityGuidedFusion(width, scale_by_length) if reliability_fusion else None
         self.refinement = TemporalRefinementTransformer(width, heads, layers, dropout)
         self.head = nn.Sequential(
             nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 2), nn.Tanh()
@@ -127,6 +129,7 @@ class SAGE(nn.Module):
         mask = real_steps(padding_mask, inputs)
         inputs = zero_padding(inputs, mask)
         z = torch.cat([self.encoders[m](inputs[m], mask) for m in self.modalities], dim=-1)
-        z, alpha = self.fusion(z, mask)
-        self.reliability = alpha.detach()
+        if self.fusion is not None:
+            z, alpha = self.fusion(z, mask)
+            self.reliability = alpha.detach()
         return self.head(self.refinement(z, mask))
