@@ -160,3 +160,21 @@ def test_two_constant_series_score_zero_whatever_the_rounding():
     assert ccc(np.full(6, 0.4), np.full(6, 0.4)) == 0.0
     labels = np.full((6, 2), 0.4)
     assert video_bootstrap(labels, labels, np.array(list("aabbcc")), resamples=5)["mean"].estimate == 0.0
+
+
+def test_a_fusions_cross_fitted_rows_carry_intervals_and_its_fitting_row_none(tmp_path):
+    from test_fusion import synthetic_system_tables
+
+    from vapipe.fusion.run import fuse_systems
+
+    manifest, upsampled = synthetic_system_tables(tmp_path)
+    spec = {"method": "dwf", "systems": ["good", "noise"], "seed": 0, "cv_splits": 3, "pool_size": 1000}
+    official = {s: {"official": folds["official"]} for s, folds in upsampled.items()}
+    bootstrap = BootstrapSpec(resamples=200, seed=1)
+    frames, _, metrics, _ = fuse_systems(spec, official, manifest, smoothing_seconds=0.5, bootstrap=bootstrap)
+    table = metrics.set_index("fold")
+    assert table.loc["fit", ["mean_low", "mean_high"]].isna().all()
+    expected = score_predictions(frames[frames["set"] == "heldout"], manifest, bootstrap)
+    row = table.loc["grouped_cv_smoothed"]
+    assert (row["mean_low"], row["mean_high"]) == pytest.approx((expected["mean_low"], expected["mean_high"]))
+    assert table.loc["grouped_cv", "mean_low"] <= table.loc["grouped_cv", "mean_high"]

@@ -28,5 +28,6 @@ rule fuse_systems:
         labels=get_label_sources,
         spec=get_fusion,
         smoothing_seconds=config["postprocess"]["smoothing_seconds"],
+        bootstrap=config["evaluation"]["bootstrap"],
     script:
         "../scripts/fuse_systems.py"

@@ -23,7 +23,7 @@ import pandas as pd
 from vapipe import TARGETS
 from vapipe.data.affwild2 import base_video
 from vapipe.data.folds import OFFICIAL
-from vapipe.evaluation.scoring import score_predictions
+from vapipe.evaluation.scoring import INTERVAL_COLUMNS, score_predictions
 from vapipe.fusion.base import LateFusion, create_fusion, fusion_options
 from vapipe.fusion.folds import align_predictions, average_folds, frame_labels, fused_table, out_of_fold_predictions
 from vapipe.post.predictions import smooth_frames
@@ -68,13 +68,15 @@ def fuse_systems(
     manifest: pd.DataFrame,
     smoothing_seconds: float,
     n_jobs: int | None = None,
+    bootstrap=None,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame, tuple]:
     """(frames, summary, metrics, (fitted fuser, fitting preds [N, M, 2], labels [N, 2])) of a spec.
 
     ``upsampled[system][fold]`` is a base system's unsmoothed per-frame table (trial, frame,
     valence, arousal, set). ``frames`` holds the cross-fitted held-out rows and the test rows,
     smoothed; ``metrics`` has rows <fuser.fit_score_name> (fit, out_of_bag), grouped_cv and
-    grouped_cv_smoothed. ``n_jobs``: threads for a method that takes them (`make_fuser`).
+    grouped_cv_smoothed. ``n_jobs``: threads for a method that takes them (`make_fuser`). With a
+    `vapipe.specs.BootstrapSpec`, the two cross-fitted rows carry intervals over base videos.
     """
     systems = list(spec["systems"])
     keys, preds = align_predictions({s: fitting_frames(upsampled[s]) for s in systems}, what="system")
@@ -91,13 +93,19 @@ def fuse_systems(
 
     summary = fuser.summary(systems)
     summary |= {"systems": systems, "folds": list(next(iter(upsampled.values()))), "n_fitting_frames": len(keys)}
-    smoothed = score_predictions(frames[frames["set"] == "heldout"], manifest)
+    smoothed = score_predictions(frames[frames["set"] == "heldout"], manifest, bootstrap)
+    cross_fitted = dict(fuser.cv_scores_)
+    columns = ["fold", *TARGETS, "mean", "n_frames"]
+    if bootstrap is not None and bootstrap.resamples > 0:  # the fitting-frame row gets none: it is optimistic
+        intervals = score_predictions(heldout, manifest, bootstrap)
+        cross_fitted.update({k: intervals[k] for k in INTERVAL_COLUMNS})
+        columns += INTERVAL_COLUMNS
     metrics = pd.DataFrame(
         [
             {"fold": fuser.fit_score_name, **fuser.fit_scores_},
-            {"fold": CV_ROW, **fuser.cv_scores_},
+            {"fold": CV_ROW, **cross_fitted},
             {"fold": HEADLINE_ROW, **smoothed},
         ],
-        columns=["fold", *TARGETS, "mean", "n_frames"],
+        columns=columns,
     )
     return frames, summary, metrics, (fuser, preds, labels)
