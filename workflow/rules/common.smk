@@ -424,6 +424,13 @@ def silenced_summaries(system, fold):
     )
 
 
+def get_sweep_checkpoints(wildcards):
+    """Checkpoint configs a sweep predicts with: the system's, or every seed's of a seed average."""
+    seeds = config["systems"][wildcards.system].get("seeds") or []
+    systems = [seed_member(wildcards.system, s) for s in seeds] if len(seeds) > 1 else [wildcards.system]
+    return [f"results/models/{system}/{wildcards.fold}/config.json" for system in systems]
+
+
 def get_silenced_summaries(wildcards):
     return silenced_summaries(wildcards.system, wildcards.fold)
 

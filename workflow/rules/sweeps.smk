@@ -34,8 +34,7 @@ rule silence_audio_features:
 
 rule missing_audio_sweep:
     input:
-        config="results/models/{system}/{fold}/config.json",
-        weights="results/models/{system}/{fold}/model.safetensors",
+        checkpoints=get_sweep_checkpoints,  # the system's, or each of its seeds' (a seed average)
         manifest=get_manifest_file,
         folds="results/folds.tsv",
         features=get_system_feature_shards,

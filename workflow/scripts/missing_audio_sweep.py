@@ -10,12 +10,12 @@ from vapipe.data.manifest import read_manifest
 from vapipe.evaluation.sweep import plot_sweep, silenced_audio_sweep, sweep_summary
 from vapipe.logs import workflow_step
 from vapipe.training.data import load_trials
-from vapipe.training.system import load_system, read_checkpoint_config
+from vapipe.training.system import SeedAverage, load_system, read_checkpoint_config
 
 sm = snakemake  # noqa: F821
 with workflow_step(sm.log[0]):
-    folder = Path(sm.input.config).parent
-    checkpoint = read_checkpoint_config(folder)
+    folders = [Path(path).parent for path in sm.input.checkpoints]
+    checkpoint = read_checkpoint_config(folders[0])
     _, heldout, _ = split_fold(pd.read_csv(sm.input.folds, sep="\t"), sm.wildcards.fold)
     features = checkpoint["spec"]["features"]
     trials = load_trials(read_manifest(sm.input.manifest), heldout, features, sm.params.feature_root)
@@ -25,7 +25,9 @@ with workflow_step(sm.log[0]):
     for summary in sm.input.silenced:
         draw = pd.read_csv(summary, sep="\t")
         roots[(float(draw["share"].iloc[0]), int(draw["seed"].iloc[0]))] = os.path.dirname(summary)
-    draws = silenced_audio_sweep(load_system(folder), trials, audio, roots, sm.params.smoothing_seconds)
+    members = [load_system(folder) for folder in folders]
+    system = members[0] if len(members) == 1 else SeedAverage(members)  # several seeds: their average
+    draws = silenced_audio_sweep(system, trials, audio, roots, sm.params.smoothing_seconds)
     draws.to_csv(sm.output.draws, sep="\t", index=False, float_format="%.4f")
     table = sweep_summary(draws)
     table.to_csv(sm.output.table, sep="\t", index=False, float_format="%.4f")

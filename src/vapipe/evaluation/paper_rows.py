@@ -491,7 +491,8 @@ def paper_table(
     for r in records:
         ours = _text(r.get("protocol_ours")) or "not reproduced"
         lines.append(
-            f"| {r['table']} | {r['label']} | {_text(r.get('uses')) or '–'} | {ours} | {deviations_text(r) or '–'} |"
+            f"| {r['table']} | {r['label']} | {_text(r.get('uses')) or 'as the protocol above'} | {ours} "
+            f"| {deviations_text(r) or '–'} |"
         )
     if comparisons is not None and len(comparisons):
         lines += comparison_lines(comparisons)

@@ -220,8 +220,29 @@ def load_system(folder: str | Path, device: str | None = "cpu") -> System:
     return cls._from_state(spec, config["state"], load_file(str(weights)), device)
 
 
+class SeedAverage:
+    """Trained seeds of one system predicting as their seed-average, the mean of their raw outputs
+    at the same times, as the workflow averages a seed ensemble's predictions
+    (`vapipe.evaluation.seeds.average_seed_predictions`); for `frame_predictions` and the sweep."""
+
+    def __init__(self, members: list[System]):
+        if not members:
+            raise ValueError("a seed average needs at least one trained seed")
+        self.members = list(members)
+
+    def predict(self, trial: TrialData, drop: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        outputs = [member.predict(trial, drop) for member in self.members]
+        times = outputs[0][0]
+        if any(not np.array_equal(t, times) for t, _ in outputs[1:]):
+            raise ValueError(f"trial {trial.trial}: the seeds predict at different times; cannot average them")
+        return times, np.mean([values for _, values in outputs], axis=0)
+
+
 def frame_predictions(
-    system: System, trial: TrialData, smoothing_seconds: float = 0.0, drop: dict[str, np.ndarray] | None = None
+    system: System | SeedAverage,
+    trial: TrialData,
+    smoothing_seconds: float = 0.0,
+    drop: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """[n_rows, 2]: a system's outputs on every frame of the trial, upsampled and then smoothed
     exactly as the workflow's post-processing does (`postprocess_trial`)."""
