@@ -83,4 +83,5 @@ rule all:
         expand("results/sweeps/missing_audio_{fold}.png", fold=sweep_folds()),
         expand("results/fusion/{fusion}/fusion.png", fusion=FUSIONS),
         expand("results/tables/{paper}.md", paper=PAPERS),
+        ["results/figures/forest_plot.png"] if PAPERS else [],
         "results/metrics/metrics.html",

@@ -12,6 +12,4 @@ with workflow_step(sm.log[0]):
     ]
     table = forest_table(records)
     table.to_csv(sm.output.table, sep="\t", index=False, float_format="%.4f")
-    forest_plot(
-        table, "Paper rows: ours (95% interval over videos) and the paper's validation number", sm.output.figure
-    )
+    forest_plot(table, "Ours (95% interval over videos) and the paper's number", sm.output.figure)

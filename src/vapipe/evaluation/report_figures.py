@@ -44,7 +44,7 @@ def learning_curves_figure(curves: pd.DataFrame, title: str, path) -> None:
             ccc_ax.plot(table["epoch"], table["heldout_ccc"], color=colour, linewidth=1.0, label=f"{run} held-out")
         if table["validation_ccc"].notna().any():
             ccc_ax.plot(table["epoch"], table["validation_ccc"], color=colour, linewidth=1.0, linestyle="--")
-    loss_ax.set(xlabel="epoch", ylabel="training loss (1 - CCC, + auxiliary)", title="loss")
+    loss_ax.set(xlabel="epoch", ylabel="training loss: sum of 1 - CCC (+ auxiliary)", title="loss")
     ccc_ax.set(xlabel="epoch", ylabel="mean CCC", title="held-out CCC (dashed: early-stopping split)")
     loss_ax.legend(fontsize=7, ncol=2)
     fig.suptitle(title)
