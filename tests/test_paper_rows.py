@@ -151,6 +151,10 @@ def test_row_scores_pick_the_fold_the_row_reports_or_select_per_target():
     what, scores = row_scores(metrics, "targetwise")
     assert "valence train_k1, arousal train_k0" in what
     assert scores["mean"] == pytest.approx(0.4)
+    with_intervals = metrics.assign(valence_low=metrics["valence"] - 0.1, arousal_high=metrics["arousal"] + 0.1)
+    _, scores = row_scores(with_intervals, "targetwise")
+    assert (scores["valence_low"], scores["arousal_high"]) == pytest.approx((0.25, 0.55))  # the chosen folds'
+    assert scores["mean"] == pytest.approx(0.4) and "mean_low" not in scores
     with pytest.raises(ValueError, match="no row 'k7'"):
         row_scores(metrics, "k7")
 

@@ -185,11 +185,16 @@ def row_scores(metrics: pd.DataFrame, score: str | None) -> tuple[str, dict[str,
             )
         chosen = select_per_target(indexed.loc[candidates].to_dict("index"), candidates)
         values = {t: float(indexed.loc[chosen[t], t]) for t in TARGETS}
+        # each target's interval is its chosen fold's; the mean mixes two folds and gets none
+        for t in TARGETS:
+            for end in ("low", "high"):
+                if f"{t}_{end}" in indexed.columns:
+                    values[f"{t}_{end}"] = float(indexed.loc[chosen[t], f"{t}_{end}"])
         n_frames = {float(indexed.loc[chosen[t], "n_frames"]) for t in TARGETS}
         return (
             f"official validation, target-wise selection of {candidates[0]}..{candidates[-1]} "
             f"(valence {chosen['valence']}, arousal {chosen['arousal']}), selected on these frames",
-            {**values, "mean": float(np.mean(list(values.values()))), "n_frames": n_frames.pop()},
+            {**values, "mean": float(np.mean([values[t] for t in TARGETS])), "n_frames": n_frames.pop()},
         )
     if score not in indexed.index:
         raise ValueError(f"the metrics have no row '{score}' (rows: {', '.join(indexed.index)})")
