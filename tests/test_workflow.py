@@ -217,7 +217,7 @@ def test_an_audio_backbone_on_vocals_reads_the_spleeter_output(tiny_run, tmp_pat
     vocals = {"voice_logmel_vocals_probe": {"kind": "logmel", "id": "logmel", "input": "vocals"}}
     configs = ("config/config.yaml", "tests/config/tiny.yaml", write_override(tmp_path / "vocals.yaml", vocals))
     target = "results/features/voice_logmel_vocals_probe/shards/0.tsv"
-    result = snakemake(tiny_run, "-n", "--cores", "2", "--forcerun", "separate_vocals", target, configs=configs)
+    result = snakemake(tiny_run, "-n", "--cores", "2", target, "--forcerun", "separate_vocals", configs=configs)
     assert result.returncode == 0, result.stderr[-5000:]
     planned = result.stdout
     assert "rule separate_vocals" in planned

@@ -46,7 +46,7 @@ wildcard_constraints:
     fold=wildcard_pattern(SPEC.folds.all_names()),
     fusion=wildcard_pattern(FUSIONS) if FUSIONS else "$^",
     paper=wildcard_pattern(PAPERS) if PAPERS else "$^",
-    row=r"[A-Za-z0-9_]+",
+    row=r"(?!comparisons\b)[A-Za-z0-9_]+",  # rows/{paper}/comparisons.tsv is the paired comparisons' table
     shard=r"\d+",
     video=r"[^/]+",
 

@@ -9,7 +9,7 @@ rule extract_audio:
     log:
         "logs/extract_audio/{video}.log",
     wildcard_constraints:
-        video=r"(?!.*\.vocals$)[^/]+",  # <video>.vocals.wav is the separation's output, not a track
+        video=r"(?:(?!\.vocals)[^/])+",  # <video>.vocals.wav is the separation's output, not a track
     resources:
         mem_mb=1000,
         runtime=10,
