@@ -225,8 +225,11 @@ def test_the_tables_state_each_rows_smoothing():
     config["fusions"] = fusions
     metrics = pd.DataFrame({"fold": ["official"], "valence": [0.5], "arousal": [0.4], "mean": [0.45], "n_frames": [9]})
     iaca = row_record("iaca", "t2_ca", papers["iaca"]["rows"]["t2_ca"], config, metrics)
-    face = row_record("dresvyanskiy", "t2_v1", papers["dresvyanskiy"]["rows"]["t2_v1"], config, metrics)
+    face = row_record("dresvyanskiy", "t4_mean_min_max", papers["dresvyanskiy"]["rows"]["t4_mean_min_max"], config, metrics)
     assert iaca["smoothing"] == "none" and face["smoothing"] == "Hamming 0.5 s"
+    voiced = pd.concat([metrics, metrics.assign(fold="official_voiced")], ignore_index=True)
+    audio = row_record("dresvyanskiy", "t2_v1", papers["dresvyanskiy"]["rows"]["t2_v1"], config, voiced)
+    assert audio["scored_on"] == "official_voiced" and audio["smoothing"] == "none"  # Table 2: before post-processing
     assert "| official | 0.500 | 0.400 | 0.450 | none | iaca_ca |" in paper_table("IACA", [iaca])
 
 

@@ -19,7 +19,7 @@ from vapipe.training.kelm_system import KELMSystem
 from vapipe.training.resample import resample_trial
 from vapipe.training.run import inner_validation_split
 from vapipe.training.system import load_system
-from vapipe.training.trainer import WindowSource, learning_rate_factor, speech_only
+from vapipe.training.trainer import WindowSource, learning_rate_factor, speech_only, voiced_pieces
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -100,7 +100,49 @@ def test_early_stopping_keeps_the_best_validation_epoch():
     assert trainer._score(validation)["mean"] == pytest.approx(scores[best], abs=1e-6)
 
 
-def test_speech_only_training_masks_every_other_frame():
+def test_speech_training_cuts_the_trial_into_its_voiced_segments():
+    trial = synthetic_trials(1, 0)[0]
+    trial.speech = np.zeros(trial.n_rows, bool)
+    trial.speech[10:50] = trial.speech[80:81] = trial.speech[200:] = True
+    pieces = voiced_pieces(trial)
+    assert [(p.times[0] * 30, p.n_rows) for p in pieces] == [(10, 40), (80, 1), (200, trial.n_rows - 200)]
+    for piece, rows in zip(pieces, (slice(10, 50), slice(80, 81), slice(200, None))):
+        np.testing.assert_array_equal(piece.labels, trial.labels[rows])
+        for name in trial.inputs:
+            assert np.shares_memory(piece.inputs[name], trial.inputs[name])  # views, not copies
+            np.testing.assert_array_equal(piece.inputs[name], trial.inputs[name][rows])
+    trial.speech = None
+    with pytest.raises(ValueError, match="train_on 'speech' needs its speech masks"):
+        voiced_pieces(trial)
+
+
+def test_a_speech_trained_model_never_sees_a_row_outside_the_voiced_segments(monkeypatch):
+    """Its training windows are formed inside the voiced segments (not whole trials with the other
+    rows' labels masked): the window source holds the voiced rows and nothing else."""
+    from vapipe.training.trainer import NeuralSystem
+
+    trials = synthetic_trials(3, 0)
+    for t in trials:
+        t.speech = np.zeros(t.n_rows, bool)
+        t.speech[20:110] = t.speech[150:200] = True
+    sources = []
+    original = NeuralSystem._source
+
+    def spy(self, trials, labels=None, buffers_of=None):
+        sources.append([t.n_rows for t in trials])
+        return original(self, trials, labels, buffers_of)
+
+    monkeypatch.setattr(NeuralSystem, "_source", spy)
+    trainer = small_trainer(epochs=1, train_on="speech")
+    trainer.fit(trials)
+    assert sources[0] == [90, 50] * 3
+    small_trainer(epochs=1).fit(synthetic_trials(3, 0))
+    assert sources[-1] == [240] * 3
+    small_trainer(epochs=1, train_on="speech", speech_windows="trial").fit(trials)  # the other option
+    assert sources[-1] == [240] * 3
+
+
+def test_speech_windows_over_whole_trials_mask_every_other_rows_label():
     trial = synthetic_trials(1, 0)[0]
     trial.speech = np.arange(trial.n_rows) % 3 == 0
     labels = speech_only(trial)

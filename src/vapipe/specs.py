@@ -243,6 +243,9 @@ class TrainSpec:
     normalization: str = "zscore"  # zscore, minmax or trial_minmax (vapipe.training.data)
     train_on: str = "all"  # all labelled frames, or "speech" frames only (see speech_rule)
     speech_rule: str = "mouth"  # speech frames: mouth open (Dresvyanskiy et al.), or vad_or_mouth
+    speech_gap_seconds: float = 0.5  # a shorter pause between speech frames is speech (their loader)
+    min_speech_seconds: float = 2.0  # a shorter voiced segment is left out (their min window length)
+    speech_windows: str = "segments"  # training windows inside the voiced segments (theirs), or "trial": whole trials, loss on voiced rows
     augment_copies: int = 0  # cached augmented copies of the audio features, one per window (0: none)
     mixed_precision: bool = True  # autocast (bf16, else fp16 with loss scaling) on CUDA
     seed: int = 0
@@ -257,6 +260,20 @@ class TrainSpec:
             raise ValueError(f"train_on must be 'all' or 'speech', got '{self.train_on}'")
         if self.speech_rule not in SPEECH_RULES:
             raise ValueError(f"speech_rule must be one of {', '.join(SPEECH_RULES)}, got '{self.speech_rule}'")
+        if self.speech_windows not in ("segments", "trial"):
+            raise ValueError(f"speech_windows must be 'segments' or 'trial', got '{self.speech_windows}'")
+        if self.speech_gap_seconds < 0 or self.min_speech_seconds < 0:
+            raise ValueError(
+                f"speech gap and minimum segment must be >= 0 s, got {self.speech_gap_seconds}, {self.min_speech_seconds}"
+            )
+
+    @property
+    def speech(self):
+        """The speech frames' rule and voiced segments (`train_on: speech`, voiced scores): a
+        `vapipe.features.mask_store.SpeechRule` (imported here: the DAG reads specs without zarr)."""
+        from vapipe.features.mask_store import SpeechRule
+
+        return SpeechRule(self.speech_rule, self.speech_gap_seconds, self.min_speech_seconds)
 
 
 SCHEDULES = ("cosine", "cyclic", "constant")

@@ -220,6 +220,25 @@ def get_system_fold_frames(wildcards):
     )
 
 
+def get_system_speech(wildcards):
+    """The speech rule of a system trained on speech frames ({rule, gap_seconds, min_seconds}), else None."""
+    train = config["systems"][wildcards.system]["train"]
+    if train["train_on"] != "speech":
+        return None
+    return {"rule": train["speech_rule"], "gap_seconds": train["speech_gap_seconds"], "min_seconds": train["min_speech_seconds"]}
+
+
+def get_system_voiced_inputs(wildcards):
+    """A system trained on speech frames is also scored on its voiced segments, as Dresvyanskiy et
+    al.'s Table 2 scores: its unsmoothed per-frame predictions and the masks."""
+    if get_system_speech(wildcards) is None:
+        return {}
+    upsampled = expand(
+        "results/predictions/{system}/{fold}/upsampled.tsv", system=wildcards.system, fold=system_folds(wildcards.system)
+    )
+    return {"upsampled": upsampled, "masks": all_mask_outputs()}
+
+
 def get_seed_members(wildcards):
     """Member systems of a seed ensemble, one per seed (vapipe.specs.expand_seeds)."""
     return [seed_member(wildcards.system, seed) for seed in config["systems"][wildcards.system]["seeds"]]

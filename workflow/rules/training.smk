@@ -95,6 +95,7 @@ rule postprocess_predictions:
 
 rule score_system:
     input:
+        unpack(get_system_voiced_inputs),
         frames=get_system_fold_frames,
         manifest=get_manifest_file,
     output:
@@ -108,6 +109,8 @@ rule score_system:
         labels=get_label_sources,
         folds=get_system_folds,
         bootstrap=config["evaluation"]["bootstrap"],
+        speech=get_system_speech,
+        mask_root=get_mask_root,
     script:
         "../scripts/score_system.py"
 

@@ -43,7 +43,7 @@ def resolve_side(side, paper: dict, where: str, fusions) -> dict:
         if "fusion" in row:
             return {"fusion": row["fusion"]}
         score = row.get("score")
-        if not score or score in ("kfold_pooled", "targetwise"):
+        if not score or score in ("kfold_pooled", "targetwise") or score.endswith("_voiced"):
             raise ConfigError(f"{where}: row '{side['row']}' is scored '{score}'; compare rows scored on one fold")
         return {"system": row["system"], "fold": score}
     if "fusion" in side and side["fusion"] not in fusions:

@@ -43,7 +43,7 @@ import yaml
 from vapipe import TARGETS
 from vapipe.data.folds import is_within_train_fold, video_halves, within_train_fold_names
 from vapipe.errors import ConfigError
-from vapipe.evaluation.scoring import score_predictions
+from vapipe.evaluation.scoring import VOICED_SUFFIX, score_predictions
 from vapipe.evaluation.tables import headline_row, smoothing_text
 
 ROW_KEYS = {"table", "label", "paper", "system", "fusion", "score", "uses", "needs", "submission"}
@@ -308,8 +308,11 @@ def row_record(
         "data": "demo (generated)" if config["dataset"].get("demo") else "Aff-Wild2",
         "weights": backbone_weights(features, config),
         "stand_ins": "; ".join(stand_ins),
-        # a fusion's fused predictions are smoothed with the config's post-processing
-        "smoothing": smoothing_text(
+        # a fusion's fused predictions are smoothed with the config's post-processing; a voiced
+        # score (vapipe.evaluation.scoring.score_voiced) reads the outputs before smoothing
+        "smoothing": "none"
+        if scored_on.endswith(VOICED_SUFFIX)
+        else smoothing_text(
             config["postprocess"]
             if "fusion" in row
             else config["systems"][row["system"]].get("postprocess") or config["postprocess"]
@@ -357,6 +360,8 @@ def ours_protocol(row: dict, config: dict, scored_on: str) -> str:
         seeds = system.get("seeds") or [system["train"].get("seed", 0)]
         seed_text = f"seeds {', '.join(map(str, seeds))} (seed-averaged)" if len(seeds) > 1 else f"seed {seeds[0]}"
         trained = f"{system['model']} trained on folds {folds}, {seed_text}"
+    if scored_on.endswith(VOICED_SUFFIX):
+        return f"{data}; {trained}; scored on {scored_on}: the voiced segments' frames, unsmoothed, pooled CCC"
     return f"{data}; {trained}; scored on {scored_on}, pooled CCC over frames"
 
 

@@ -10,6 +10,7 @@ from vapipe.data.folds import is_kfold
 from vapipe.evaluation.bootstrap import base_video_groups, paired_bootstrap, video_bootstrap
 from vapipe.evaluation.metrics import va_scores
 
+VOICED_SUFFIX = "_voiced"  # metrics row of a fold scored on its voiced segments (`score_voiced`)
 INTERVAL_COLUMNS = [f"{name}_{end}" for name in ("valence", "arousal", "mean") for end in ("low", "high")]
 
 
@@ -33,10 +34,22 @@ def labelled_frames(predictions: pd.DataFrame, manifest: pd.DataFrame) -> tuple[
     return np.concatenate(pred_all), np.concatenate(true_all), np.concatenate(trials)
 
 
-def score_predictions(predictions: pd.DataFrame, manifest: pd.DataFrame, bootstrap=None) -> dict[str, float]:
-    """Pooled CCC of per-frame predictions over all valid frames of the trials they cover; with a
-    `vapipe.specs.BootstrapSpec`, also each score's interval over resampled base videos."""
+def score_predictions(
+    predictions: pd.DataFrame, manifest: pd.DataFrame, bootstrap=None, kept: dict[str, np.ndarray] | None = None
+) -> dict[str, float]:
+    """Pooled CCC of per-frame predictions over all valid frames of the trials they cover (only the
+    frames `kept` {trial: bool [n_rows]} marks, when given); with a `vapipe.specs.BootstrapSpec`,
+    also each score's interval over resampled base videos."""
     predictions, labels, trials = labelled_frames(predictions, manifest)
+    if kept is not None:
+        missing = sorted(set(trials) - set(kept))
+        if missing:
+            raise ValueError(f"no kept frames given for trial '{missing[0]}'")
+        names = sorted(set(trials))  # labelled_frames' order
+        keep = np.concatenate([np.asarray(kept[name], dtype=bool) for name in names])
+        if len(keep) != len(labels):
+            raise ValueError(f"kept frames cover {len(keep)} rows, the predictions {len(labels)}")
+        predictions, labels, trials = predictions[keep], labels[keep], trials[keep]
     scores = va_scores(predictions, labels)
     if bootstrap is not None and bootstrap.resamples > 0:
         intervals = video_bootstrap(
@@ -50,6 +63,26 @@ def score_predictions(predictions: pd.DataFrame, manifest: pd.DataFrame, bootstr
         for name, interval in intervals.items():
             scores[f"{name}_low"], scores[f"{name}_high"] = interval.low, interval.high
     return scores
+
+
+def score_voiced(
+    upsampled_by_fold: dict[str, pd.DataFrame], manifest: pd.DataFrame, speech, mask_root, bootstrap=None
+) -> pd.DataFrame:
+    """One row per fold, '<fold>_voiced': the held-out CCC on the voiced segments only (`speech`, a
+    `vapipe.features.mask_store.SpeechRule`), of the outputs brought to every frame and not smoothed.
+    Dresvyanskiy et al.'s Table 2 scores their audio models on voiced windows, before post-processing."""
+    info = manifest.set_index("trial")
+    rows = []
+    for fold, frames in upsampled_by_fold.items():
+        heldout = frames[frames["set"] == "heldout"]
+        kept = {
+            trial: speech.frames(mask_root, trial, int(info.loc[trial, "n_rows"]), float(info.loc[trial, "fps"]))
+            for trial in heldout["trial"].unique()
+        }
+        if not any(k.any() for k in kept.values()):
+            raise ValueError(f"fold {fold}: no held-out trial has a voiced segment by {speech}")
+        rows.append({"fold": f"{fold}{VOICED_SUFFIX}", **score_predictions(heldout, manifest, bootstrap, kept)})
+    return pd.DataFrame(rows)
 
 
 def compare_predictions(a: pd.DataFrame, b: pd.DataFrame, manifest: pd.DataFrame, bootstrap) -> dict:

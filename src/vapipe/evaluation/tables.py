@@ -66,13 +66,18 @@ def models_table(
             f"{k} {str(params[k]).lower()}" for k in ("fusion", "gating", "variant", "temporal") if k in params
         )
         model = system["model"] + (f" ({variant})" if variant else "")
-        spread = seeds[name].set_index("fold").loc[row.name] if name in seeds else None
         seed_text = ", ".join(map(str, system["seeds"])) if name in seeds else str(system["train"].get("seed", 0))
-        lines.append(
-            f"| {name} | {model} | {', '.join(system['features'])} | {row.name} ({int(row['n_frames'])} frames) "
-            f"| {smoothing_text(system.get('postprocess') or postprocess)} | {seed_text} "
-            f"| {' | '.join(ccc_cell(row, target, spread) for target in ('valence', 'arousal', 'mean'))} |"
-        )
+        voiced = f"{row.name}_voiced"
+        scored = [(row, f"{row.name} ({int(row['n_frames'])} frames)", smoothing_text(system.get("postprocess") or postprocess))]
+        if voiced in set(table["fold"]):  # trained on speech: also its voiced segments, unsmoothed (Table 2 of 001)
+            voiced_row = table.set_index("fold").loc[voiced].rename(voiced)
+            scored.append((voiced_row, f"{voiced} ({int(voiced_row['n_frames'])} voiced frames)", "none"))
+        for scored_row, scored_on, smoothing in scored:
+            spread = seeds[name].set_index("fold").loc[scored_row.name] if name in seeds else None
+            lines.append(
+                f"| {name} | {model} | {', '.join(system['features'])} | {scored_on} | {smoothing} | {seed_text} "
+                f"| {' | '.join(ccc_cell(scored_row, target, spread) for target in ('valence', 'arousal', 'mean'))} |"
+            )
     return "\n".join(lines) + "\n"
 
 

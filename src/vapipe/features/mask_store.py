@@ -7,6 +7,7 @@ reads the masks without importing Stage 1's detectors; see that module for what 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,56 @@ def speech_frames(
     if vad_valid is not None:
         vad = vad & np.asarray(vad_valid, dtype=bool)
     return vad | mouth
+
+
+def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, length, value) of each run of equal values of a bool [T]."""
+    mask = np.asarray(mask, dtype=bool)
+    if not len(mask):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
+    starts = np.concatenate([[0], np.flatnonzero(mask[1:] != mask[:-1]) + 1])
+    lengths = np.diff(np.concatenate([starts, [len(mask)]]))
+    return starts, lengths, mask[starts]
+
+
+def voiced_segments(speech: np.ndarray, fps: float, gap_seconds: float = 0.5, min_seconds: float = 2.0) -> np.ndarray:
+    """Dresvyanskiy et al.'s voiced segments (their audio data loader): every run of non-speech
+    frames shorter than `gap_seconds` (the mouth closing between syllables) counts as speech,
+    then every speech run shorter than `min_seconds` is dropped (no window is formed on it).
+    Durations are in frames of round(fps), as the authors count them."""
+    frames_per_second = max(1, int(np.floor(fps + 0.5)))
+    gap, shortest = gap_seconds * frames_per_second, min_seconds * frames_per_second
+    out = np.asarray(speech, dtype=bool).copy()
+    starts, lengths, values = runs(out)
+    for start, length in zip(starts[~values], lengths[~values]):
+        if length < gap:
+            out[start : start + length] = True
+    starts, lengths, values = runs(out)
+    for start, length in zip(starts[values], lengths[values]):
+        if length < shortest:
+            out[start : start + length] = False
+    return out
+
+
+@dataclass(frozen=True)
+class SpeechRule:
+    """Which frames are speech for `train_on: speech`, and the voiced segments they form:
+    `rule` (SPEECH_RULES) per frame, then `voiced_segments` with `gap_seconds` and `min_seconds`
+    (0 and 0: the per-frame rule alone)."""
+
+    rule: str = "mouth"
+    gap_seconds: float = 0.5
+    min_seconds: float = 2.0
+
+    def __post_init__(self):
+        if self.rule not in SPEECH_RULES:
+            raise ValueError(f"unknown speech rule '{self.rule}'; known: {', '.join(SPEECH_RULES)}")
+        if self.gap_seconds < 0 or self.min_seconds < 0:
+            raise ValueError(f"speech gap and minimum segment must be >= 0 s, got {self.gap_seconds}, {self.min_seconds}")
+
+    def frames(self, mask_root: str | Path, trial: str, n_rows: int, fps: float) -> np.ndarray:
+        """bool [n_rows]: the trial's speech frames, in voiced segments."""
+        return voiced_segments(read_speech(mask_root, trial, n_rows, self.rule), fps, self.gap_seconds, self.min_seconds)
 
 
 def read_speech(mask_root: str | Path, trial: str, n_rows: int, rule: str = "mouth") -> np.ndarray:

@@ -11,6 +11,7 @@ import pandas as pd
 from vapipe.data.affwild2 import DatasetError, read_annotation
 from vapipe.data.timing import row_spans
 from vapipe.features.cache import read_store, store_dim, store_path
+from vapipe.features.mask_store import SpeechRule
 
 
 @dataclass
@@ -50,19 +51,12 @@ def fill_invalid(features: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return features[index]
 
 
-def load_speech(trial: str, n_rows: int, mask_root: str | Path, rule: str = "mouth") -> np.ndarray:
-    """Speech frames of a trial by `rule` (vapipe.features.mask_store.SPEECH_RULES)."""
-    from vapipe.features.mask_store import read_speech
-
-    return read_speech(mask_root, trial, n_rows, rule)
-
-
 def load_trial(
     row,
     feature_names: list[str],
     feature_root: str | Path,
     mask_root: str | Path | None = None,
-    speech_rule: str = "mouth",
+    speech: SpeechRule | None = None,
     dtype=np.float32,
     into: dict[str, np.ndarray] | None = None,
 ) -> TrialData:
@@ -89,9 +83,11 @@ def load_trial(
     labels = read_annotation(row.annotation_path) if row.annotation_path else None
     if labels is not None and len(labels) != row.n_rows:
         raise DatasetError(f"{row.annotation_path}: {len(labels)} rows, manifest says {row.n_rows}")
-    speech = load_speech(row.trial, row.n_rows, mask_root, speech_rule) if mask_root is not None else None
+    speech_frames = None
+    if mask_root is not None:
+        speech_frames = (speech or SpeechRule()).frames(mask_root, row.trial, row.n_rows, float(row.fps))
     times = row_spans(row)[0] if bool(getattr(row, "variable_rate", False)) else None  # None: i / fps
-    return TrialData(row.trial, float(row.fps), inputs, valid, labels, speech=speech, times=times)
+    return TrialData(row.trial, float(row.fps), inputs, valid, labels, speech=speech_frames, times=times)
 
 
 def load_trials(
@@ -100,14 +96,14 @@ def load_trials(
     feature_names: list[str],
     feature_root: str | Path,
     mask_root: str | Path | None = None,
-    speech_rule: str = "mouth",
+    speech: SpeechRule | None = None,
     dtype=np.float32,
 ) -> list[TrialData]:
-    """Load the named trials, in the given order (with their speech frames by `speech_rule` if `mask_root`);
-    their features are row views of one array per feature (`load_groups`)."""
-    speech = ("trials",) if mask_root is not None else ()
+    """Load the named trials, in the given order (with their speech frames by `speech` if
+    `mask_root`; Dresvyanskiy et al.'s rule by default); their features are row views of one array per feature (`load_groups`)."""
+    groups = ("trials",) if mask_root is not None else ()
     return load_groups(
-        manifest, {"trials": trials}, feature_names, feature_root, mask_root, speech_rule, speech, dtype
+        manifest, {"trials": trials}, feature_names, feature_root, mask_root, speech, groups, dtype
     )["trials"]
 
 
@@ -117,12 +113,13 @@ def load_groups(
     feature_names: list[str],
     feature_root: str | Path,
     mask_root: str | Path | None = None,
-    speech_rule: str = "mouth",
+    speech: SpeechRule | None = None,
     speech_groups: tuple[str, ...] = (),
     dtype=np.float16,
 ) -> dict[str, list[TrialData]]:
     """{group: its trials} for groups of trial names (e.g. training, validation and held-out), the
-    trials of `speech_groups` with their speech frames (from `mask_root`).
+    trials of `speech_groups` with their speech frames (from `mask_root`, by `speech`;
+    Dresvyanskiy et al.'s rule by default).
 
     Every feature of every trial is a row view of one [rows of all groups, D] array per feature,
     allocated once and filled store by store: the fold is held once, as `dtype` (float16, as the
@@ -147,7 +144,7 @@ def load_groups(
         loaded[group] = []
         for row in selected.iloc[position : position + len(trials)].itertuples():
             into = {name: fold[name][starts[position] : starts[position + 1]] for name in feature_names}
-            loaded[group].append(load_trial(row, feature_names, feature_root, speech_root, speech_rule, dtype, into))
+            loaded[group].append(load_trial(row, feature_names, feature_root, speech_root, speech, dtype, into))
             position += 1
     return loaded
 

@@ -86,7 +86,7 @@ def train_fold(
     # One array per feature holds the fold (float16 for a neural system); test trials come after the fit.
     dtype = system_class(system.model).feature_dtype
     groups = {"train": train, "inner": inner, "heldout": heldout}
-    loaded = load_groups(manifest, groups, features, feature_root, masks, settings.speech_rule, ("train",), dtype)
+    loaded = load_groups(manifest, groups, features, feature_root, masks, settings.speech, ("train",), dtype)
     train_data, inner_data, heldout_data = loaded["train"], loaded["inner"], loaded["heldout"]
     if settings.augment_copies:  # training trials only: validation and held-out trials stay plain
         attach_augmented(train_data, features, feature_root, settings.augment_copies)

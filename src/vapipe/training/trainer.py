@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from vapipe.evaluation.metrics import va_scores
+from vapipe.features.mask_store import runs
 from vapipe.models import MODELS, create_model
 from vapipe.runtime import autocast_on, resolve_device, seed_everything
 from vapipe.specs import SystemSpec
@@ -134,10 +135,35 @@ class WindowSource:
 
 
 def speech_only(trial: TrialData) -> np.ndarray:
-    """The trial's labels with every frame that is not speech set to -5 (left out of the loss)."""
+    """The trial's labels with every row outside its voiced segments set to -5 (left out of the loss)."""
     if trial.speech is None:
         raise ValueError(f"trial {trial.trial}: train_on 'speech' needs its speech masks (load_trials mask_root)")
     return np.where(trial.speech[:, None], trial.labels, -5.0).astype(np.float32)
+
+
+def voiced_pieces(trial: TrialData) -> list[TrialData]:
+    """The trial's voiced segments (runs of `speech` rows), each a trial of its own whose rows are
+    views of the trial's: Dresvyanskiy et al. form their audio windows inside the filtered voice
+    segments, so no training window holds a row outside one."""
+    if trial.speech is None:
+        raise ValueError(f"trial {trial.trial}: train_on 'speech' needs its speech masks (load_trials mask_root)")
+    starts, lengths, values = runs(trial.speech)
+    pieces = []
+    for start, length in zip(starts[values], lengths[values]):
+        rows = slice(int(start), int(start + length))
+        pieces.append(
+            TrialData(
+                trial.trial,
+                trial.fps,
+                {n: x[rows] for n, x in trial.inputs.items()},
+                {n: v[rows] for n, v in trial.valid.items()},
+                None if trial.labels is None else trial.labels[rows],
+                speech=trial.speech[rows],
+                times=trial.times[rows],
+                augmented=None if trial.augmented is None else {n: c[:, rows] for n, c in trial.augmented.items()},
+            )
+        )
+    return pieces
 
 
 @register_system("neural")
@@ -198,7 +224,13 @@ class NeuralSystem(System):
         monitor = [self.at_model_rate(t) for t in monitor or []]
         validation = [self.at_model_rate(t) for t in validation or []]
         self.standardizer_.fit(trials)
-        labels = [speech_only(t) if self.config.train_on == "speech" else t.labels for t in trials]
+        labels = None
+        if self.config.train_on == "speech" and self.config.speech_windows == "segments":
+            trials = [piece for t in trials for piece in voiced_pieces(t)]  # windows inside the segments
+            if not trials:
+                raise ValueError("train_on 'speech': no training trial has a voiced segment")
+        elif self.config.train_on == "speech":  # windows over whole trials, the loss on voiced rows
+            labels = [speech_only(t) for t in trials]
         source = self._source(trials, labels)
         copies = CopySampler(trials, self.standardizer_, self.config.seed, self.device)  # augmented audio, if cached
         monitor_source = self._source(monitor, buffers_of=source) if monitor else None
