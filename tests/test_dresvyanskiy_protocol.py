@@ -144,7 +144,13 @@ def test_the_voiced_score_reads_only_the_voiced_segments_of_the_held_out_trials(
     predictions = rng.uniform(-0.8, 0.8, (n, 2))
     predictions[30:100] = np.round(labels[30:100], 4)
     frames = pd.DataFrame(
-        {"trial": "t", "frame": np.arange(1, n + 1), "valence": predictions[:, 0], "arousal": predictions[:, 1], "set": "heldout"}
+        {
+            "trial": "t",
+            "frame": np.arange(1, n + 1),
+            "valence": predictions[:, 0],
+            "arousal": predictions[:, 1],
+            "set": "heldout",
+        }
     )
     test_rows = frames.assign(set="test", trial="t")  # never scored
     table = score_voiced({"official": pd.concat([frames, test_rows])}, manifest, SpeechRule(), tmp_path / "masks")

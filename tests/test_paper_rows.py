@@ -225,7 +225,9 @@ def test_the_tables_state_each_rows_smoothing():
     config["fusions"] = fusions
     metrics = pd.DataFrame({"fold": ["official"], "valence": [0.5], "arousal": [0.4], "mean": [0.45], "n_frames": [9]})
     iaca = row_record("iaca", "t2_ca", papers["iaca"]["rows"]["t2_ca"], config, metrics)
-    face = row_record("dresvyanskiy", "t4_mean_min_max", papers["dresvyanskiy"]["rows"]["t4_mean_min_max"], config, metrics)
+    face = row_record(
+        "dresvyanskiy", "t4_mean_min_max", papers["dresvyanskiy"]["rows"]["t4_mean_min_max"], config, metrics
+    )
     assert iaca["smoothing"] == "none" and face["smoothing"] == "Hamming 0.5 s"
     voiced = pd.concat([metrics, metrics.assign(fold="official_voiced")], ignore_index=True)
     audio = row_record("dresvyanskiy", "t2_v1", papers["dresvyanskiy"]["rows"]["t2_v1"], config, voiced)

@@ -215,6 +215,21 @@ def test_kelm_system_fits_selects_and_round_trips(tmp_path):
         np.testing.assert_array_equal(got, want)
 
 
+def test_kelm_holds_its_fold_as_float16_and_computes_the_same_functionals():
+    """A KELM fold at Aff-Wild2 size is 8 GB as stored and 16 GB widened: it is held as stored and
+    each trial is widened on its own, which changes no functional (float16 widens exactly)."""
+    assert KELMSystem.feature_dtype == np.float16
+    trial = synthetic_trials(1, 0)[0]
+    stored = trial.inputs["f"].astype(np.float16)
+    system = make_system("kelm", {"window_seconds": 0.5})
+    wide = TrialData("t", 30.0, {"f": stored.astype(np.float32)}, trial.valid, trial.labels)
+    narrow = TrialData("t", 30.0, {"f": stored}, trial.valid, trial.labels)
+    got, want = system._functionals(narrow), system._functionals(wide)
+    assert got[0].dtype == np.float32
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
 def test_inner_validation_split_holds_out_whole_videos_reproducibly():
     manifest = pd.DataFrame(
         {"trial": ["a_left", "a_right", "b", "c", "d", "e"], "video": ["a", "a", "b", "c", "d", "e"]}

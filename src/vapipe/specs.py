@@ -245,7 +245,8 @@ class TrainSpec:
     speech_rule: str = "mouth"  # speech frames: mouth open (Dresvyanskiy et al.), or vad_or_mouth
     speech_gap_seconds: float = 0.5  # a shorter pause between speech frames is speech (their loader)
     min_speech_seconds: float = 2.0  # a shorter voiced segment is left out (their min window length)
-    speech_windows: str = "segments"  # training windows inside the voiced segments (theirs), or "trial": whole trials, loss on voiced rows
+    # training windows inside the voiced segments (theirs), or "trial": whole trials, loss on voiced rows
+    speech_windows: str = "segments"
     augment_copies: int = 0  # cached augmented copies of the audio features, one per window (0: none)
     mixed_precision: bool = True  # autocast (bf16, else fp16 with loss scaling) on CUDA
     seed: int = 0
@@ -264,7 +265,8 @@ class TrainSpec:
             raise ValueError(f"speech_windows must be 'segments' or 'trial', got '{self.speech_windows}'")
         if self.speech_gap_seconds < 0 or self.min_speech_seconds < 0:
             raise ValueError(
-                f"speech gap and minimum segment must be >= 0 s, got {self.speech_gap_seconds}, {self.min_speech_seconds}"
+                "speech gap and minimum segment must be >= 0 s, "
+                f"got {self.speech_gap_seconds}, {self.min_speech_seconds}"
             )
 
     @property

@@ -225,7 +225,11 @@ def get_system_speech(wildcards):
     train = config["systems"][wildcards.system]["train"]
     if train["train_on"] != "speech":
         return None
-    return {"rule": train["speech_rule"], "gap_seconds": train["speech_gap_seconds"], "min_seconds": train["min_speech_seconds"]}
+    return {
+        "rule": train["speech_rule"],
+        "gap_seconds": train["speech_gap_seconds"],
+        "min_seconds": train["min_speech_seconds"],
+    }
 
 
 def get_system_voiced_inputs(wildcards):
@@ -234,7 +238,9 @@ def get_system_voiced_inputs(wildcards):
     if get_system_speech(wildcards) is None:
         return {}
     upsampled = expand(
-        "results/predictions/{system}/{fold}/upsampled.tsv", system=wildcards.system, fold=system_folds(wildcards.system)
+        "results/predictions/{system}/{fold}/upsampled.tsv",
+        system=wildcards.system,
+        fold=system_folds(wildcards.system),
     )
     return {"upsampled": upsampled, "masks": all_mask_outputs()}
 

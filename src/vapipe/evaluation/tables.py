@@ -68,7 +68,13 @@ def models_table(
         model = system["model"] + (f" ({variant})" if variant else "")
         seed_text = ", ".join(map(str, system["seeds"])) if name in seeds else str(system["train"].get("seed", 0))
         voiced = f"{row.name}_voiced"
-        scored = [(row, f"{row.name} ({int(row['n_frames'])} frames)", smoothing_text(system.get("postprocess") or postprocess))]
+        scored = [
+            (
+                row,
+                f"{row.name} ({int(row['n_frames'])} frames)",
+                smoothing_text(system.get("postprocess") or postprocess),
+            )
+        ]
         if voiced in set(table["fold"]):  # trained on speech: also its voiced segments, unsmoothed (Table 2 of 001)
             voiced_row = table.set_index("fold").loc[voiced].rename(voiced)
             scored.append((voiced_row, f"{voiced} ({int(voiced_row['n_frames'])} voiced frames)", "none"))

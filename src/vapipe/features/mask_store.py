@@ -128,11 +128,15 @@ class SpeechRule:
         if self.rule not in SPEECH_RULES:
             raise ValueError(f"unknown speech rule '{self.rule}'; known: {', '.join(SPEECH_RULES)}")
         if self.gap_seconds < 0 or self.min_seconds < 0:
-            raise ValueError(f"speech gap and minimum segment must be >= 0 s, got {self.gap_seconds}, {self.min_seconds}")
+            raise ValueError(
+                f"speech gap and minimum segment must be >= 0 s, got {self.gap_seconds}, {self.min_seconds}"
+            )
 
     def frames(self, mask_root: str | Path, trial: str, n_rows: int, fps: float) -> np.ndarray:
         """bool [n_rows]: the trial's speech frames, in voiced segments."""
-        return voiced_segments(read_speech(mask_root, trial, n_rows, self.rule), fps, self.gap_seconds, self.min_seconds)
+        return voiced_segments(
+            read_speech(mask_root, trial, n_rows, self.rule), fps, self.gap_seconds, self.min_seconds
+        )
 
 
 def read_speech(mask_root: str | Path, trial: str, n_rows: int, rule: str = "mouth") -> np.ndarray:

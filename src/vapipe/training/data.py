@@ -100,11 +100,12 @@ def load_trials(
     dtype=np.float32,
 ) -> list[TrialData]:
     """Load the named trials, in the given order (with their speech frames by `speech` if
-    `mask_root`; Dresvyanskiy et al.'s rule by default); their features are row views of one array per feature (`load_groups`)."""
+    `mask_root`; Dresvyanskiy et al.'s rule by default); their features are row views of one array
+    per feature (`load_groups`)."""
     groups = ("trials",) if mask_root is not None else ()
-    return load_groups(
-        manifest, {"trials": trials}, feature_names, feature_root, mask_root, speech, groups, dtype
-    )["trials"]
+    return load_groups(manifest, {"trials": trials}, feature_names, feature_root, mask_root, speech, groups, dtype)[
+        "trials"
+    ]
 
 
 def load_groups(
