@@ -110,6 +110,25 @@ def test_rows_materialize_in_the_demo_and_the_real_config(configs):
         assert iaca["features"] == ["face_r3d18", "voice_resnet18_spec"]
 
 
+def test_the_audio_rows_run_the_papers_voiced_segments_and_a_config_can_lay_settings_over_a_row():
+    config = load_config("config/config.yaml")
+    papers = load_paper_rows(REPO / "config/rows.yaml")
+    systems, _ = materialize_rows(config, papers)
+    demo = config["systems"]["dresvyanskiy_audio_v1"]["train"]
+    assert (demo["min_speech_seconds"], demo["speech_windows"]) == (0, "trial")  # the demo's own choice
+    row = systems["dresvyanskiy_audio_v1_pdem"]["train"]
+    assert (row["min_speech_seconds"], row["speech_windows"], row["speech_gap_seconds"]) == (2.0, "segments", 0.5)
+    assert row["epochs"] == demo["epochs"]  # everything else from the system it derives from
+    config["row_systems"] = {"dresvyanskiy_audio_v1_pdem": {"train": {"min_speech_seconds": 0.5}}}
+    systems, _ = materialize_rows(config, papers)
+    assert systems["dresvyanskiy_audio_v1_pdem"]["train"]["min_speech_seconds"] == 0.5
+    assert systems["dresvyanskiy_audio_v1_pdem"]["train"]["speech_windows"] == "segments"
+    assert systems["dresvyanskiy_audio_v2_pdem"]["train"]["min_speech_seconds"] == 2.0
+    config["row_systems"] = {"dresvyanskiy_audio_v9_pdem": {"train": {}}}
+    with pytest.raises(ConfigError, match="row_systems.dresvyanskiy_audio_v9_pdem: no paper row defines"):
+        materialize_rows(config, papers)
+
+
 def test_materializing_names_what_is_wrong(tmp_path):
     config = load_config("config/config.yaml")
     rows = yaml.safe_load((REPO / "config/rows.yaml").read_text())

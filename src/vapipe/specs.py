@@ -460,6 +460,8 @@ class PipelineSpec:
     on_bad_trial: str = "fail"  # stop on a trial-local problem, or skip it and list it
     paper_rows: str | None = None  # config/rows.yaml (relative to the repository)
     stand_ins: dict[str, str] = field(default_factory=dict)  # paper backbone -> this config's
+    # {row system: {train: .., params: ..}} laid over a paper row's system (config/rows.yaml) by this config
+    row_systems: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Mapping) -> PipelineSpec:

@@ -154,10 +154,15 @@ def materialize_rows(config: dict, papers: dict) -> tuple[dict, dict]:
             if name in taken or name in systems:
                 raise ConfigError(f"{where}: the name is already used by the config or another paper")
             systems[name] = derive_system(name, derived, config, where)
+            for key, values in (config.get("row_systems") or {}).get(name, {}).items():  # the config's last word
+                systems[name][key] = {**systems[name].get(key, {}), **values}
         for name, fusion in (spec.get("fusions") or {}).items():
             if name in taken or name in systems or name in fusions:
                 raise ConfigError(f"rows {paper}.fusions.{name}: the name is already used")
             fusions[name] = dict(fusion)
+    unknown = sorted(set(config.get("row_systems") or {}) - set(systems))
+    if unknown:
+        raise ConfigError(f"row_systems.{unknown[0]}: no paper row defines this system")
     known = set(config["systems"]) | set(systems)
     for paper, spec in papers.items():
         for row_id, row in spec["rows"].items():
