@@ -488,8 +488,9 @@ def get_train_fold_mem_mb(wildcards, attempt):
         return PLACEHOLDER_MB
     names = config["systems"][wildcards.system]["features"]
     widths = [backbone_width(config["backbones"][name], FEATURE_ROOT, name) for name in names]
-    mb = train_fold_mem_mb(fold_rows(manifest), widths, attempt)
-    if config["systems"][wildcards.system]["model"] == "kelm":  # its functionals and kernel matrix
+    model = config["systems"][wildcards.system]["model"]
+    mb = train_fold_mem_mb(fold_rows(manifest), widths, attempt, model)
+    if model == "kelm":  # its functionals and kernel matrix
         mb += kelm_system_mem_mb(manifest, widths, config["systems"][wildcards.system]["params"])
     return mb
 
