@@ -173,7 +173,7 @@ def test_the_aff_wild2_window_counts():
 def test_the_training_rule_asks_for_the_functionals_and_the_kernel_of_a_kelm_system():
     import pandas as pd
 
-    from vapipe.models.kelm import kelm_system_mem_mb
+    from vapipe.rehearsal_resources import kelm_system_mem_mb
 
     # Aff-Wild2-sized: 400 annotated trials of 4000 rows at 30 fps (1.6 M frames), test trials ignored
     trials = [{"split": "Train_Set", "n_rows": 4000, "fps": 30.0}] * 400 + [

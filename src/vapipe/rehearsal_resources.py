@@ -20,6 +20,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 # Output widths of the registered backbone kinds by model id, where the config does not say it
@@ -105,3 +106,35 @@ def fusion_mem_mb(manifest: pd.DataFrame, n_systems: int, n_folds: int, attempt:
 
 def _grown(mb: float, attempt: int) -> int:
     return int(math.ceil(mb * (1 + RETRY_GROWTH * (max(1, attempt) - 1)) / 100) * 100)
+
+
+def kelm_fit_mem_mb(
+    manifest,
+    widths: list[int],
+    window_seconds: float = 2.0,
+    step_seconds: float | None = None,
+    functionals: int = 3,
+    max_windows: int | None = 20000,
+) -> int:
+    """What a KELM fit adds to a training fold's memory (MB), from the manifest alone: the functionals
+    of every annotated trial's windows (float32), the fitted windows' float64 copy and the kernel
+    matrix (`vapipe.models.kelm.kelm_weights`: one max_windows^2 float64 matrix at most)."""
+    labelled = manifest[manifest["split"] != "Test_Set"]
+    step = step_seconds if step_seconds is not None else window_seconds
+    windows = int(np.ceil(labelled["n_rows"] / labelled["fps"] / step).sum())
+    fitted = min(windows, max_windows) if max_windows is not None else windows
+    n_features = functionals * (sum(widths) + len(widths))  # each feature's valid flag is a column too
+    return int(np.ceil((windows * n_features * 4 + fitted * n_features * 8 + fitted**2 * 8) / 1e6))
+
+
+def kelm_system_mem_mb(manifest, widths: list[int], params: dict) -> int:
+    """`kelm_fit_mem_mb` of a KELM system's ``params`` (`vapipe.training.kelm_system.KELMSystem`'s
+    and `KELMRegressor`'s defaults where a key is absent), for the training rule's request."""
+    return kelm_fit_mem_mb(
+        manifest,
+        widths,
+        params.get("window_seconds", 2.0),
+        params.get("step_seconds"),
+        len(params.get("functionals", ("mean", "min", "max"))),
+        params.get("max_windows", 20000),
+    )

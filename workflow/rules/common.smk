@@ -7,15 +7,14 @@ from snakemake.exceptions import IncompleteCheckpointException
 # `config` is the typed spec's plain form (the Snakefile): every key present, defaults filled.
 from vapipe.config import IMPORTED_KIND, wildcard_pattern
 from vapipe.data.folds import OFFICIAL
-from vapipe.data.manifest import DatasetLayout, dataset_state, digest, read_manifest
+from vapipe.data.manifest import DatasetLayout, dataset_state, digest, read_manifest, shard_trials
 from vapipe.evaluation.paper_rows import TARGETWISE
-from vapipe.features.extract import shard_trials
-from vapipe.models.kelm import kelm_system_mem_mb
 from vapipe.rehearsal_resources import (
     PLACEHOLDER_MB,
     backbone_width,
     fold_rows,
     fusion_mem_mb,
+    kelm_system_mem_mb,
     train_fold_mem_mb,
 )
 from vapipe.specs import seed_member

@@ -332,3 +332,13 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     if missing:
         raise DatasetError(f"{path}: manifest lacks columns {sorted(missing)}")
     return manifest
+
+
+def shard_trials(manifest: pd.DataFrame, shard: int, n_shards: int) -> pd.DataFrame:
+    """The manifest rows whose raw video falls in `shard` of `n_shards` (an extraction job's trials;
+    the DAG reads this without importing torch)."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} is outside 0 .. {n_shards - 1}")
+    videos = sorted(manifest["video"].unique())
+    chosen = set(videos[shard::n_shards])
+    return manifest[manifest["video"].isin(chosen)].sort_values("trial")

@@ -24,7 +24,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from vapipe.data.affwild2 import DatasetError, index_crops
-from vapipe.data.manifest import input_source
+from vapipe.data.manifest import input_source, shard_trials
 from vapipe.data.timing import row_spans
 from vapipe.features.alignment import pool_to_frames
 from vapipe.features.audio import read_wav
@@ -38,15 +38,6 @@ log = logging.getLogger(__name__)
 
 # Spec keys that change speed, never the features: left out of the stores' fingerprint.
 ENGINEERING_KEYS = ("batch_size", "num_workers", "progress_seconds")
-
-
-def shard_trials(manifest: pd.DataFrame, shard: int, n_shards: int) -> pd.DataFrame:
-    """The manifest rows whose raw video falls in `shard` of `n_shards`."""
-    if not 0 <= shard < n_shards:
-        raise ValueError(f"shard {shard} is outside 0 .. {n_shards - 1}")
-    videos = sorted(manifest["video"].unique())
-    chosen = set(videos[shard::n_shards])
-    return manifest[manifest["video"].isin(chosen)].sort_values("trial")
 
 
 class FaceCrops(torch.utils.data.Dataset):

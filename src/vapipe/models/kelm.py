@@ -16,7 +16,7 @@ paper's non-overlapping 2-s windows of ~1.6 M training frames at 30 fps are ~26,
 (K: 5.7 GB); 0.5-s steps would be ~107,000 (K: 91 GB). ``max_windows`` (20,000: K 3.2 GB) caps N
 with a seeded subset: scipy's LAPACK factorised a 17,000^2 matrix (2.3 GB) but crashed on a
 25,000^2 one (5 GB, over 2^32 bytes) here. `kelm_fit_benchmark` measures a fit's peak memory and
-`kelm_system_mem_mb` is what the training rule adds for a KELM system.
+`vapipe.rehearsal_resources.kelm_system_mem_mb` is what the training rule adds for a KELM system.
 """
 
 from __future__ import annotations
@@ -226,38 +226,6 @@ def aff_wild2_windows(
     """Windows of `window_seconds` every `step_seconds` over `n_frames` (as one long trial; per-trial
     ends add at most one window per trial)."""
     return len(window_bounds(n_frames, fps, window_seconds, step_seconds))
-
-
-def kelm_fit_mem_mb(
-    manifest,
-    widths: list[int],
-    window_seconds: float = 2.0,
-    step_seconds: float | None = None,
-    functionals: int = 3,
-    max_windows: int | None = 20000,
-) -> int:
-    """What a KELM fit adds to a training fold's memory (MB), from the manifest alone: the functionals
-    of every annotated trial's windows (float32), the fitted windows' float64 copy and the kernel
-    matrix (`kelm_weights`: one max_windows^2 float64 matrix at most)."""
-    labelled = manifest[manifest["split"] != "Test_Set"]
-    step = step_seconds if step_seconds is not None else window_seconds
-    windows = int(np.ceil(labelled["n_rows"] / labelled["fps"] / step).sum())
-    fitted = min(windows, max_windows) if max_windows is not None else windows
-    n_features = functionals * (sum(widths) + len(widths))  # each feature's valid flag is a column too
-    return int(np.ceil((windows * n_features * 4 + fitted * n_features * 8 + fitted**2 * 8) / 1e6))
-
-
-def kelm_system_mem_mb(manifest, widths: list[int], params: dict) -> int:
-    """`kelm_fit_mem_mb` of a KELM system's ``params`` (`vapipe.training.kelm_system.KELMSystem`'s
-    and `KELMRegressor`'s defaults where a key is absent), for the training rule's request."""
-    return kelm_fit_mem_mb(
-        manifest,
-        widths,
-        params.get("window_seconds", 2.0),
-        params.get("step_seconds"),
-        len(params.get("functionals", FUNCTIONALS)),
-        params.get("max_windows", 20000),
-    )
 
 
 def kelm_fit_benchmark(n_windows: int, n_features: int, max_windows: int | None = 20000, seed: int = 0) -> dict:
